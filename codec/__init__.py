@@ -1,0 +1,1 @@
+"""The prompt codec shared by origin and players: generative model, inversion, decoding, wire format."""

@@ -1,0 +1,1 @@
+"""Content preparation (pixel ladders with PyAV, prompt representations) and the aiohttp origin."""

@@ -1,0 +1,1 @@
+"""The headless player: feed and swipe model, downloader, decode pipeline, playback clock, schedulers."""

@@ -1,0 +1,1 @@
+"""Preloading schedulers: one class per module, registered by name (see ``base``)."""
