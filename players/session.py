@@ -21,7 +21,7 @@ Every event has ``t_s`` (session seconds) and ``event``:
   play_start {position, startup_s}                    its first frame showed
   stall_start {position, playhead_s}
   stall_end {position, playhead_s, stall_s, truncated}
-  chunk_played {position, video, chunk, representation, played_s, bytes, quality_mbps}
+  chunk_played {position, video, chunk, representation, played_s, chunk_s, bytes, quality_mbps}
   swipe {position, video, watch_s}
   download_start {position, video, chunk, representation, bytes_total, device}
   download_done {position, video, chunk, representation, bytes, duration_s}
@@ -251,7 +251,7 @@ class SessionModel:
         rep = v.rep(rep_name)
         self._emit_event(
             "chunk_played", position=self.current, video=v.video_id, chunk=c,
-            representation=rep_name, played_s=played, bytes=rep.chunk_bytes[c],
+            representation=rep_name, played_s=played, chunk_s=v.chunk_s, bytes=rep.chunk_bytes[c],
             quality_mbps=rep.chunk_quality_mbps[c],
         )
 
