@@ -101,23 +101,23 @@ class PixelEncoder:
             self._started = True
             self._current += bytes(p)
 
-    def add(self, frames: np.ndarray) -> list[bytes]:
-        """Encode frames (N, H, W, 3) uint8 RGB; returns chunks completed so far."""
+    def add(self, frames) -> list[bytes]:
+        """Encode frames; returns the chunks completed so far.
+
+        frames: (N, H, W, 3) uint8 RGB, or the list ``yuv_frames`` made of them (convert
+        once when several encoders take the same frames).
+        """
         import av
 
-        frames = np.asarray(frames)
-        if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[1:] != (
-                self.height, self.width, 3):
-            raise ValueError(f"expected uint8 frames (N, {self.height}, {self.width}, 3), "
-                             f"got {frames.dtype} {frames.shape}")
-        for f in frames:
-            vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")
-            vf = vf.reformat(format="yuv420p")
+        if isinstance(frames, np.ndarray):
+            frames = yuv_frames(frames, self.width, self.height)
+        for vf in frames:
             vf.pts = self._next_pts
             # Forcing I-frames at chunk starts backs up keyint (which x265 may place a frame
             # late when a scene cut option is on).
-            if self._next_pts % self.frames_per_chunk == 0:
-                vf.pict_type = av.video.frame.PictureType.I
+            is_start = self._next_pts % self.frames_per_chunk == 0
+            vf.pict_type = av.video.frame.PictureType.I if is_start else \
+                av.video.frame.PictureType.NONE
             self._next_pts += 1
             self._take(self._cc.encode(vf))
         out, self._done = self._done, []
@@ -131,6 +131,18 @@ class PixelEncoder:
             self._current = bytearray()
         out, self._done = self._done, []
         return out
+
+
+def yuv_frames(frames: np.ndarray, width: int, height: int) -> list:
+    """RGB uint8 frames (N, H, W, 3) as yuv420p ``av.VideoFrame`` objects for ``add``."""
+    import av
+
+    frames = np.asarray(frames)
+    if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[1:] != (height, width, 3):
+        raise ValueError(f"expected uint8 frames (N, {height}, {width}, 3), "
+                         f"got {frames.dtype} {frames.shape}")
+    return [av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")
+            .reformat(format="yuv420p") for f in frames]
 
 
 def encode_chunks(frames: np.ndarray, codec: str, bitrate_kbps: float, fps: float,

@@ -1,0 +1,112 @@
+"""``testbed prepare``: build (or update) a catalog of chunked videos with a pixel ladder."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from testbed.cli import UserError
+
+
+def _int_list(text: str) -> tuple[int, ...]:
+    try:
+        vals = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
+    if not vals or any(v <= 0 for v in vals):
+        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
+    return vals
+
+
+def _str_list(text: str) -> tuple[str, ...]:
+    return tuple(v.strip() for v in text.split(",") if v.strip())
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, got {text!r}")
+    return w, h
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "prepare",
+        help="make a catalog: chunked videos in a pixel bitrate ladder (+ prompt ranks)",
+        description="Make a catalog: generated short videos (pans/zooms over bundled "
+        "photographs with moving objects) or your own files, cut into independently "
+        "decodable chunks, encoded with PyAV into an H.264/H.265 bitrate ladder, with "
+        "per-chunk size, sha256, PSNR and SSIM, and a decode-cost profile measured on this "
+        "machine. Re-running on an existing catalog only redoes what changed.",
+    )
+    p.add_argument("--out", required=True, type=Path, help="catalog directory (created)")
+    p.add_argument("--videos", type=Path, default=None, metavar="SRC_DIR",
+                   help="use the video files in SRC_DIR (any container PyAV reads) instead "
+                   "of generated videos; scaled and centre-cropped")
+    p.add_argument("--count", type=int, default=8,
+                   help="number of videos (generated; or at most this many files) (default 8)")
+    p.add_argument("--duration-s", type=float, default=None,
+                   help="every video this long (s); default: generated durations drawn in "
+                   "[--min-duration-s, --max-duration-s], files keep their length")
+    p.add_argument("--min-duration-s", type=float, default=10.0, help="(default 10)")
+    p.add_argument("--max-duration-s", type=float, default=40.0,
+                   help="also caps the length taken from files (default 40)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the generated videos (default 0)")
+    p.add_argument("--size", type=_size, default=(256, 256), metavar="WxH",
+                   help="frame size in pixels (default 256x256)")
+    p.add_argument("--fps", type=float, default=30.0, help="frames per second (default 30)")
+    p.add_argument("--chunk-s", type=float, default=1.0, help="chunk length in s (default 1)")
+    p.add_argument("--codecs", type=_str_list, default=("h264", "hevc"),
+                   help="pixel codecs, comma-separated, from h264,hevc (default h264,hevc)")
+    p.add_argument("--ladder-kbps", type=_int_list, default=(100, 250, 500, 1000),
+                   help="target bitrates in kbps, comma-separated (default 100,250,500,1000)")
+    p.add_argument("--preset", default="medium", help="x264/x265 preset (default medium)")
+    p.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
+                   help="parallel worker processes (default: number of CPUs)")
+    p.add_argument("--decode-samples", type=int, default=10,
+                   help="chunks decoded per representation for the decode-cost profile "
+                   "(default 10)")
+    p.add_argument("--prompt-ranks", type=_int_list, default=None, metavar="R1,R2,...",
+                   help="after the pixel ladder, add prompt representations of these ranks "
+                   "(codec.catalog.add_prompt_representations, model 'local')")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def _prompt_step(args):
+    """Look up the prompt codec's catalog step before any work, so a missing one fails fast."""
+    try:
+        from codec.catalog import add_prompt_representations
+    except ImportError as exc:
+        raise UserError(
+            "--prompt-ranks needs codec.catalog.add_prompt_representations, which this "
+            f"installation does not provide ({exc})") from None
+    return add_prompt_representations
+
+
+def run(args) -> int:
+    from origin.manifest import ManifestError
+    from origin.prepare import PrepareConfig, PrepareError, prepare_catalog
+
+    add_prompts = _prompt_step(args) if args.prompt_ranks else None
+    cfg = PrepareConfig(
+        out=args.out, videos_dir=args.videos, count=args.count, duration_s=args.duration_s,
+        min_duration_s=args.min_duration_s, max_duration_s=args.max_duration_s,
+        seed=args.seed, width=args.size[0], height=args.size[1], fps=args.fps,
+        chunk_s=args.chunk_s, codecs=args.codecs, ladder_kbps=args.ladder_kbps,
+        preset=args.preset, jobs=args.jobs, decode_samples=args.decode_samples)
+    try:
+        report = prepare_catalog(cfg, progress=not args.quiet)
+    except (PrepareError, ManifestError) as exc:
+        raise UserError(str(exc)) from None
+    print(f"catalog {args.out}: {report.videos} videos, {len(report.encoded)} representations "
+          f"encoded, {len(report.reused)} reused, {report.chunks_written} chunk files written "
+          f"in {report.elapsed_s:.1f} s")
+    if add_prompts is not None:
+        add_prompts(args.out, ranks=list(args.prompt_ranks), model="local", jobs=args.jobs,
+                    progress=not args.quiet)
+        print(f"catalog {args.out}: prompt representations r{', r'.join(map(str, args.prompt_ranks))}"
+              " added")
+    return 0
