@@ -13,6 +13,7 @@ import sys
 
 COMMAND_MODULES = [
     "testbed.commands.prepare",
+    "testbed.commands.serve",
 ]
 
 
