@@ -162,6 +162,8 @@ CONFIG_KEY = web.AppKey("config", OriginConfig)
 CATALOG_KEY = web.AppKey("catalog", _Catalog)
 METRICS_KEY = web.AppKey("metrics", _Metrics)
 LOG_KEY = web.AppKey("access_log", Any)
+BODY_BYTES_KEY = web.RequestKey("body_bytes", int)
+REP_KEY = web.RequestKey("representation", str)
 
 
 def _etag(hexdigest: str) -> str:
@@ -244,7 +246,7 @@ async def _send(request: web.Request, body: bytes, content_type: str, etag: str,
     await resp.prepare(request)
     if request.method != "HEAD":
         await resp.write(part)
-        request["body_bytes"] = len(part)
+        request[BODY_BYTES_KEY] = len(part)
     await resp.write_eof()
     return resp
 
@@ -286,7 +288,7 @@ async def handle_chunk(request: web.Request) -> web.StreamResponse:
     if index >= len(rep.chunks):
         raise _json_error(web.HTTPNotFound, f"chunk {index} out of range: {vid!r} has "
                                             f"{len(rep.chunks)} chunks")
-    request["representation"] = rep_name
+    request[REP_KEY] = rep_name
     chunk = rep.chunks[index]
     data = cat.read(cat.chunk_path(vid, chunk), chunk.bytes)
     ctype = {"h264": "video/h264", "hevc": "video/h265"}.get(rep.codec or "",
@@ -340,19 +342,19 @@ async def _guard_and_log(request: web.Request, handler) -> web.StreamResponse:
         resp = await handler(request)
         status = resp.status
         if isinstance(resp, web.Response) and request.method != "HEAD" and resp.body:
-            request["body_bytes"] = len(resp.body)
+            request[BODY_BYTES_KEY] = len(resp.body)
         return resp
     except web.HTTPException as exc:
         status = exc.status
         if exc.text and request.method != "HEAD":
-            request["body_bytes"] = len(exc.text.encode())
+            request[BODY_BYTES_KEY] = len(exc.text.encode())
         raise
     except (ConnectionResetError, asyncio.CancelledError):
         aborted = True
         raise
     finally:
-        nbytes = int(request.get("body_bytes", 0))
-        rep = request.get("representation")
+        nbytes = int(request.get(BODY_BYTES_KEY, 0))
+        rep = request.get(REP_KEY)
         client = request.remote or "unknown"
         request.app[METRICS_KEY].add(client, status, nbytes, rep)
         entry = {"t_s": round(time.time(), 6), "client": client, "method": request.method,

@@ -22,8 +22,8 @@ CODECS = tuple(pixel.available_codecs())
 
 
 def _cfg(out: Path, **kw) -> PrepareConfig:
-    base = dict(out=out, count=2, duration_s=2.5, width=64, height=48, codecs=CODECS,
-                ladder_kbps=(80, 300), jobs=2, decode_samples=3)
+    base = {"out": out, "count": 2, "duration_s": 2.5, "width": 64, "height": 48,
+            "codecs": CODECS, "ladder_kbps": (80, 300), "jobs": 2, "decode_samples": 3}
     base.update(kw)
     return PrepareConfig(**base)
 
@@ -177,5 +177,5 @@ def test_prompt_ranks_without_codec_step_fails_clearly(tmp_path, capsys):
 
 def test_prepare_help_runs():
     r = subprocess.run([sys.executable, "-m", "testbed.cli", "prepare", "--help"],
-                       capture_output=True, text=True, timeout=60)
+                       check=False, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and "--prompt-ranks" in r.stdout
