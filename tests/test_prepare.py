@@ -162,6 +162,15 @@ def test_cli_prepare_and_errors(tmp_path, capsys):
     assert rc == 2 and "count: expected >= 1" in capsys.readouterr().err
     rc = cli_main(["prepare", "--out", str(tmp_path / "e"), "--codecs", "vp9", "--quiet"])
     assert rc == 2 and "unknown codec 'vp9'" in capsys.readouterr().err
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "broken.mp4").write_bytes(b"this is not a video" * 100)
+    rc = cli_main(["prepare", "--out", str(tmp_path / "f"), "--videos", str(bad), "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "broken.mp4" in err and "PyAV cannot read it" in err
+    rc = cli_main(["prepare", "--out", str(tmp_path / "g"), "--videos", str(tmp_path / "none"),
+                   "--quiet"])
+    assert rc == 2 and "is not a directory" in capsys.readouterr().err
 
 
 @pytest.mark.skipif(importlib.util.find_spec("codec.catalog") is not None,

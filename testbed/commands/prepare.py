@@ -87,8 +87,10 @@ def _prompt_step(args):
 
 
 def run(args) -> int:
+    from codec.pixel import ChunkEncodeError
     from origin.manifest import ManifestError
     from origin.prepare import PrepareConfig, PrepareError, prepare_catalog
+    from origin.source import SourceError
 
     add_prompts = _prompt_step(args) if args.prompt_ranks else None
     cfg = PrepareConfig(
@@ -99,7 +101,7 @@ def run(args) -> int:
         preset=args.preset, jobs=args.jobs, decode_samples=args.decode_samples)
     try:
         report = prepare_catalog(cfg, progress=not args.quiet)
-    except (PrepareError, ManifestError) as exc:
+    except (PrepareError, ManifestError, SourceError, ChunkEncodeError) as exc:
         raise UserError(str(exc)) from None
     print(f"catalog {args.out}: {report.videos} videos, {len(report.encoded)} representations "
           f"encoded, {len(report.reused)} reused, {report.chunks_written} chunk files written "
