@@ -105,12 +105,13 @@ class _Catalog:
                                     content_type="application/json")
         return path
 
-    def read(self, path: Path, expected_size: int) -> bytes:
+    async def read(self, path: Path, expected_size: int) -> bytes:
         data = self._cache.get(path)
         if data is not None:
             self._cache.move_to_end(path)
             return data
-        data = path.read_bytes()
+        # A miss reads in a worker thread so a slow disk never stalls other responses.
+        data = await asyncio.to_thread(path.read_bytes)
         if len(data) != expected_size:
             raise web.HTTPInternalServerError(
                 text=json.dumps({"error": f"chunk file has {len(data)} bytes, manifest says "
@@ -290,7 +291,7 @@ async def handle_chunk(request: web.Request) -> web.StreamResponse:
                                             f"{len(rep.chunks)} chunks")
     request[REP_KEY] = rep_name
     chunk = rep.chunks[index]
-    data = cat.read(cat.chunk_path(vid, chunk), chunk.bytes)
+    data = await cat.read(cat.chunk_path(vid, chunk), chunk.bytes)
     ctype = {"h264": "video/h264", "hevc": "video/h265"}.get(rep.codec or "",
                                                              "application/octet-stream")
     return await _send(request, data, ctype, _etag(chunk.sha256),

@@ -322,3 +322,56 @@ def test_serve_cli_graceful_shutdown(catalog, tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+async def test_shutdown_lets_in_flight_response_finish(tmp_path):
+    """A response still being transmitted when shutdown starts arrives whole.
+
+    The client reads nothing until after the stop, with a 4 KB receive buffer, so nearly all
+    of the 1 MB body is still queued on the server side at that moment. (The handler itself
+    has usually returned by then: the kernel's send buffer absorbs up to 4 MB here.)
+    """
+    import socket
+
+    from origin.server import serve
+
+    big = tmp_path / "big"
+    prepare_catalog(PrepareConfig(out=big, count=1, duration_s=1.0, codecs=("h264",),
+                                  ladder_kbps=(20000,), jobs=1, decode_samples=1),
+                    progress=False)
+    vm = mf.load_catalog(big).load_video("v000")
+    c = vm.representation("pixel/h264/20000").chunks[0]
+    assert c.bytes > 200_000  # larger than what the socket buffers absorb below
+    ready: asyncio.Future = asyncio.get_running_loop().create_future()
+    stop = asyncio.Event()
+    logf = tmp_path / "access.jsonl"
+    task = asyncio.create_task(serve(
+        OriginConfig(catalog_dir=big, port=0, access_log=logf, shutdown_timeout_s=20),
+        ready=lambda h, p: ready.set_result((h, p)), stop=stop))
+    host, port = await ready
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a slow reader
+    sock.setblocking(False)
+    loop = asyncio.get_running_loop()
+    await loop.sock_connect(sock, (host, port))
+    await loop.sock_sendall(sock, f"GET {mf.chunk_url('v000', 'pixel/h264/20000', 0)} "
+                                  "HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+    await asyncio.sleep(0.3)  # the body is now queued behind the slow reader
+    stop.set()
+    await asyncio.sleep(0.3)
+    data = b""
+    while True:
+        part = await loop.sock_recv(sock, 65536)
+        if not part:
+            break
+        data += part
+    sock.close()
+    await asyncio.wait_for(task, timeout=20)
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200")
+    assert hashlib.sha256(body).hexdigest() == c.sha256
+    entries = [json.loads(x) for x in logf.read_text().splitlines()]
+    assert entries[-1]["status"] == 200 and entries[-1]["bytes"] == c.bytes
+    # The listening socket is closed: a new connection is refused.
+    with pytest.raises(OSError):
+        await asyncio.wait_for(asyncio.open_connection(host, port), timeout=5)
