@@ -184,7 +184,11 @@ def test_prompt_ranks_without_codec_step_fails_clearly(tmp_path, capsys):
     assert not (tmp_path / "c").exists()  # failed before doing any work
 
 
-def test_prepare_help_runs():
-    r = subprocess.run([sys.executable, "-m", "testbed.cli", "prepare", "--help"],
+@pytest.mark.parametrize("argv, needle", [
+    (["--help"], "prepare"), (["--help"], "serve"),
+    (["prepare", "--help"], "--prompt-ranks"), (["serve", "--help"], "--access-log"),
+])
+def test_help_runs(argv, needle):
+    r = subprocess.run([sys.executable, "-m", "testbed.cli", *argv],
                        check=False, capture_output=True, text=True, timeout=60)
-    assert r.returncode == 0 and "--prompt-ranks" in r.stdout
+    assert r.returncode == 0 and needle in r.stdout
