@@ -45,7 +45,6 @@ import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
-from types import MappingProxyType
 from typing import Any
 
 SCHEMA_VERSION = 1
@@ -62,6 +61,27 @@ _PATH_PART_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 class ManifestError(ValueError):
     """A catalog or manifest file does not follow the schema (message names file and field)."""
+
+
+class FrozenMap(Mapping):
+    """A read-only mapping that, unlike ``MappingProxyType``, pickles (for worker processes)."""
+
+    __slots__ = ("_d",)
+
+    def __init__(self, items: Mapping | None = None):
+        self._d = dict(items or {})
+
+    def __getitem__(self, key):
+        return self._d[key]
+
+    def __iter__(self):
+        return iter(self._d)
+
+    def __len__(self) -> int:
+        return len(self._d)
+
+    def __repr__(self) -> str:
+        return f"FrozenMap({self._d!r})"
 
 
 # ----------------------------------------------------------------------------- names
@@ -566,8 +586,8 @@ def _parse_representation(f: _Fields, name: str, d: dict, vm: dict) -> Represent
         return Representation(
             name=name, kind="pixel", chunks=tuple(chunks), target_kbps=kbps, codec=codec,
             container=container,
-            encoder=MappingProxyType(dict(f.opt_obj(d, "encoder", where))),
-            decode_cost=MappingProxyType(decode_cost))
+            encoder=FrozenMap(dict(f.opt_obj(d, "encoder", where))),
+            decode_cost=FrozenMap(decode_cost))
     model = f.str_(d, "model", where)
     if model != m_prompt.group(1):
         raise f.fail(_join(where, "model"), f"'{m_prompt.group(1)}' (from the name)", model)
@@ -585,8 +605,8 @@ def _parse_representation(f: _Fields, name: str, d: dict, vm: dict) -> Represent
     return Representation(
         name=name, kind="prompt", chunks=tuple(chunks), model=model, rank=rank,
         model_hash=model_hash, init_bytes=init_bytes,
-        params=MappingProxyType(dict(f.opt_obj(d, "params", where))),
-        decode_cost=MappingProxyType(decode_cost))
+        params=FrozenMap(dict(f.opt_obj(d, "params", where))),
+        decode_cost=FrozenMap(decode_cost))
 
 
 def parse_video_manifest(data: Any, source: str = "manifest.json") -> VideoManifest:
@@ -617,8 +637,8 @@ def parse_video_manifest(data: Any, source: str = "manifest.json") -> VideoManif
     source_info = f.opt_obj(d, "source", "")
     return VideoManifest(
         video=video, fps=fps, width=width, height=height, chunk_s=chunk_s, n_chunks=n_chunks,
-        n_frames=n_frames, duration_s=duration_s, representations=MappingProxyType(reps),
-        source=MappingProxyType(dict(source_info)), schema_version=version)
+        n_frames=n_frames, duration_s=duration_s, representations=FrozenMap(reps),
+        source=FrozenMap(dict(source_info)), schema_version=version)
 
 
 def load_catalog(catalog_dir: str | os.PathLike, check_videos: bool = False) -> Catalog:
@@ -730,7 +750,7 @@ def put_representation(path: str | os.PathLike, rep: Representation) -> VideoMan
                                     f"file {f} has {size} bytes, manifest says {c.bytes}")
         reps = dict(vm.representations)
         reps[rep.name] = rep
-        new = replace(vm, representations=MappingProxyType(reps))
+        new = replace(vm, representations=FrozenMap(reps))
         write_video_manifest(path, new)
         return new
 
@@ -742,7 +762,7 @@ def remove_representation(path: str | os.PathLike, name: str) -> VideoManifest:
         vm = load_video_manifest(path)
         reps = dict(vm.representations)
         reps.pop(name, None)
-        new = replace(vm, representations=MappingProxyType(reps))
+        new = replace(vm, representations=FrozenMap(reps))
         write_video_manifest(path, new)
         return new
 

@@ -31,7 +31,6 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from types import MappingProxyType
 
 import numpy as np
 
@@ -354,7 +353,7 @@ def prepare_video(cfg: PrepareConfig, plan: VideoPlan,
                 name=name, kind="pixel", chunks=tuple(cl),
                 target_kbps=float(int(name.rsplit("/", 1)[1])), codec=codec,
                 container=pixel.CONTAINER,
-                encoder=MappingProxyType(pixel.encoder_settings(codec, fpc, cfg.preset)))
+                encoder=mf.FrozenMap(pixel.encoder_settings(codec, fpc, cfg.preset)))
         frames_sha = digest.hexdigest()
         if source_same and old_vm.source.get("frames_sha256") not in (None, frames_sha):
             # Same description, different pixels (another numpy/scikit-image build):
@@ -370,8 +369,8 @@ def prepare_video(cfg: PrepareConfig, plan: VideoPlan,
     vm = mf.VideoManifest(
         video=plan.video_id, fps=cfg.fps, width=cfg.width, height=cfg.height,
         chunk_s=cfg.chunk_s, n_chunks=n_chunks, n_frames=plan.n_frames,
-        duration_s=plan.n_frames / cfg.fps, representations=MappingProxyType(reps),
-        source=MappingProxyType({**plan.source, "frames_sha256": frames_sha}))
+        duration_s=plan.n_frames / cfg.fps, representations=mf.FrozenMap(reps),
+        source=mf.FrozenMap({**plan.source, "frames_sha256": frames_sha}))
     with mf.manifest_lock(mpath):
         mf.write_video_manifest(mpath, vm)
     return {"encoded": sorted(new_reps), "reused": sorted(n for n, r in keep.items()
@@ -425,11 +424,11 @@ def _add_decode_costs(cfg: PrepareConfig, video_id: str, force: bool) -> int:
             if rep.kind != "pixel" or ("cpu" in rep.decode_cost and not force):
                 continue
             cost = measure_decode_cost(mpath.parent, rep, cfg.decode_samples)
-            reps[name] = replace(rep, decode_cost=MappingProxyType({**rep.decode_cost,
+            reps[name] = replace(rep, decode_cost=mf.FrozenMap({**rep.decode_cost,
                                                                      "cpu": cost}))
             n += 1
         if n:
-            mf.write_video_manifest(mpath, replace(vm, representations=MappingProxyType(reps)))
+            mf.write_video_manifest(mpath, replace(vm, representations=mf.FrozenMap(reps)))
     return n
 
 

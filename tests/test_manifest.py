@@ -59,6 +59,10 @@ def test_round_trip(tmp_path):
     assert rep.decode_cost["cpu"].s_per_chunk_p95 == 0.02
     assert loaded.chunk_frame_range(2) == (60, 15)
     assert [r.name for r in loaded.pixel_ladder("h264")] == ["pixel/h264/100", "pixel/h264/400"]
+    # Manifests travel to worker processes.
+    import pickle
+
+    assert pickle.loads(pickle.dumps(loaded)) == loaded
     # The same validation applies to bytes fetched over HTTP.
     data = (tmp_path / "videos/v000/manifest.json").read_bytes()
     assert mf.parse_video_manifest(data, source="http://x/m.json").to_json() == vm.to_json()
