@@ -252,13 +252,15 @@ async def test_burst_of_concurrent_requests(client, catalog):
     chunks = list(_all_chunks(catalog))
     jobs = [chunks[i % len(chunks)] for i in range(250)]
 
-    async def one(vid, rep, c):
-        r = await client.get(mf.chunk_url(vid, rep.name, c.index))
-        data = await r.read()
-        return r.status, hashlib.sha256(data).hexdigest() == c.sha256
+    async def one(session, vid, rep, c):
+        async with session.get(client.make_url(mf.chunk_url(vid, rep.name, c.index))) as r:
+            data = await r.read()
+            return r.status, hashlib.sha256(data).hexdigest() == c.sha256
 
-    # The test client's connector has no connection limit: 250 sockets at once.
-    results = await asyncio.gather(*(one(*j) for j in jobs))
+    # No connection limit and no reuse: 250 sockets open at once.
+    conn = aiohttp.TCPConnector(limit=0, force_close=True)
+    async with aiohttp.ClientSession(connector=conn) as session:
+        results = await asyncio.gather(*(one(session, *j) for j in jobs))
     assert results == [(200, True)] * len(jobs)
 
 
