@@ -14,6 +14,7 @@ import sys
 COMMAND_MODULES = [
     "testbed.commands.prepare",
     "testbed.commands.serve",
+    "testbed.commands.traces",
 ]
 
 
