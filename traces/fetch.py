@@ -144,7 +144,7 @@ async def _get(session, url: str, attempts: int = 3) -> bytes:
                 if resp.status != 200:
                     raise TraceError(f"{url}: HTTP {resp.status} (expected 200)")
                 return await resp.read()
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiohttp.ClientError) as exc:
             last = exc
             await asyncio.sleep(0.2 * (i + 1))
     raise TraceError(f"{url}: download failed after {attempts} attempts ({last!r})")
@@ -188,7 +188,16 @@ async def _fetch_async(ds: dict, todo: list[dict], dest: Path, mirror: str | Non
             _write(dest, entry, data)
             progress(entry)
 
-        await asyncio.gather(*(one(e) for e in todo))
+        results = await asyncio.gather(*(one(e) for e in todo), return_exceptions=True)
+        failed = [r for r in results if isinstance(r, BaseException)]
+        for r in failed:
+            if not isinstance(r, TraceError):
+                raise r
+        if failed:
+            shown = "; ".join(str(r) for r in failed[:5])
+            more = f" (and {len(failed) - 5} more)" if len(failed) > 5 else ""
+            raise TraceError(f"{len(failed)} of {len(todo)} files failed, the others were "
+                             f"written: {shown}{more}")
 
 
 def fetch(name: str, dest: str | Path, mirror: str | None = None, parallel: int = 8,

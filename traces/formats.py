@@ -34,9 +34,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -190,7 +190,7 @@ def load_mahimahi(path: Path, bin_s: float = 0.1, **_ignored) -> Trace:
     widths_s = np.append(np.full(nbins - 1, bin_s), period_ms / 1000.0 - starts_s[-1])
     rates = counts * MAHIMAHI_PACKET_BITS / widths_s / 1e6
     return Trace(starts_s, rates, float(widths_s[-1]), name=Path(path).name, source=str(path),
-                 meta={"format": "mahimahi", "bin_s": bin_s, "packets": int(len(ms)),
+                 meta={"format": "mahimahi", "bin_s": bin_s, "packets": len(ms),
                        "period_ms": period_ms})
 
 
@@ -221,8 +221,8 @@ def load_iperf3(path: Path, convention: str | None = None, **_ignored) -> Trace:
             ends = np.array([float(iv["sum"]["end"]) for iv in intervals])
             rates = np.array([float(iv["sum"]["bits_per_second"]) / 1e6 for iv in intervals])
         except (ValueError, KeyError, TypeError) as exc:
-            raise TraceError(f"{path}: not an iperf3 --json report with "
-                             f"intervals[].sum.start/end/bits_per_second ({exc})") from None
+            raise TraceError(f"{path}: not an iperf3 --json report (missing or bad {exc}; "
+                             f"expected intervals[].sum.start/end/bits_per_second)") from None
         if len(starts) == 0:
             raise TraceError(f"{path}: iperf3 report has no intervals (expected at least one)")
         nums = np.arange(1, len(starts) + 1)

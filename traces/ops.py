@@ -110,27 +110,27 @@ def cumulative_bits(trace: Trace, t_s: np.ndarray) -> np.ndarray:
 def to_mahimahi_ms(trace: Trace) -> np.ndarray:
     """Delivery-opportunity timestamps (ms) that carry ``trace`` in Mahimahi's format.
 
-    Packet *k* (1500 bytes) may leave at the first millisecond by which the trace has
-    delivered *k* packets' worth of bits; the last line is the duration in ms (mm-link's
-    loop period), adding one opportunity there if none falls on it.
+    Packet *k* (1500 bytes) gets the millisecond ``m`` in whose interval ``(m, m+1]`` the
+    trace has delivered *k* packets' worth of bits, so every packet's bits come from before
+    its opportunity and per-bin packet counts survive a load/write round trip. The last line
+    is the duration in ms (mm-link's loop period): one opportunity is added there, i.e. one
+    extra packet per loop.
     """
-    period_ms = int(round(trace.duration_s * 1000))
+    period_ms = round(trace.duration_s * 1000)
     if period_ms <= 0:
         raise TraceError(f"{trace.name}: shorter than 1 ms, cannot be written for Mahimahi")
-    total_bits = cumulative_bits(trace, np.array([trace.end_s]))[0]
-    npk = int(np.floor(total_bits / MAHIMAHI_PACKET_BITS + 1e-9))
+    widths = trace.ends_s - trace.times_s
+    cum = np.concatenate([[0.0], np.cumsum(widths * trace.rates_mbps * 1e6)])
+    npk = int(np.floor(cum[-1] / MAHIMAHI_PACKET_BITS + 1e-9))
     if npk == 0:
         raise TraceError(f"{trace.name}: carries less than one 1500-byte packet per loop "
                          f"(Mahimahi needs at least one delivery opportunity)")
-    grid_ms = np.arange(period_ms + 1)
-    cum_grid = cumulative_bits(trace, trace.start_s + np.minimum(grid_ms / 1000.0,
-                                                                  trace.duration_s))
-    need = np.arange(1, npk + 1) * MAHIMAHI_PACKET_BITS - 1e-6
-    ms = np.searchsorted(cum_grid, need, side="left")
-    ms = np.minimum(ms, period_ms)
-    if ms[-1] != period_ms:
-        ms = np.append(ms, period_ms)
-    return ms.astype(np.int64)
+    need = np.arange(1, npk + 1) * float(MAHIMAHI_PACKET_BITS)
+    i = np.clip(np.searchsorted(cum, need * (1 - 1e-12), side="left") - 1, 0,
+                len(widths) - 1)
+    t_s = (trace.times_s[i] - trace.start_s) + (need - cum[i]) / (trace.rates_mbps[i] * 1e6)
+    ms = np.clip(np.ceil(t_s * 1000 - 1e-6) - 1, 0, period_ms - 1).astype(np.int64)
+    return np.append(ms, period_ms)
 
 
 def _write_atomic(path: Path, text: str) -> None:

@@ -101,7 +101,7 @@ def fit_profile(traces: list[Trace], step_s: float, n_bands: int = 8) -> dict:
     return {"step_s": step_s, "states": states, "transitions": P.round(6).tolist(),
             "initial": (occupancy / occupancy.sum()).round(6).tolist(),
             "fitted_on": summary_stats(pooled), "n_traces": len(traces),
-            "n_steps": int(len(pooled))}
+            "n_steps": len(pooled)}
 
 
 @lru_cache(maxsize=4)

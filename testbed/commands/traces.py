@@ -121,7 +121,11 @@ def trace_stats(trace, outage_mbps: float = 0.05) -> dict:
     from traces.ops import resample
     from traces.paths import trace_hash
 
-    per_s = resample(trace, 1.0).rates_mbps if trace.duration_s >= 1 else trace.rates_mbps
+    per_s = trace.rates_mbps
+    if trace.duration_s >= 2:
+        r = resample(trace, 1.0)
+        # A short last bin (the tail of a non-whole-second trace) is not a 1-s average.
+        per_s = r.rates_mbps if r.last_step_s >= 1 - 1e-9 else r.rates_mbps[:-1]
     w = trace.ends_s - trace.times_s
     return {"name": trace.name, "source": trace.source,
             "format": trace.meta.get("format", ""),
@@ -131,7 +135,7 @@ def trace_stats(trace, outage_mbps: float = 0.05) -> dict:
             "p5_mbps": round(float(np.percentile(per_s, 5)), 4),
             "p95_mbps": round(float(np.percentile(per_s, 95)), 4),
             "outage_s": round(float(w[trace.rates_mbps < outage_mbps].sum()), 3),
-            "samples": int(len(trace.times_s)), "hash": trace_hash(trace)}
+            "samples": len(trace.times_s), "hash": trace_hash(trace)}
 
 
 def cmd_show(args) -> int:
