@@ -21,7 +21,8 @@ def register(sub) -> None:
     s = tsub.add_parser("show", help="statistics of trace files, optionally a PNG plot",
                         description="Per file: duration, time-weighted mean, and median/p5/p95 "
                         "of 1-s averages (Mbps), outage time (s with capacity < "
-                        "--outage-mbps). --plot draws capacity over time of every file.")
+                        "--outage-mbps). --plot draws capacity over time, one panel per file "
+                        "(the first 8).")
     s.add_argument("files", nargs="+", type=Path, metavar="FILE")
     _load_args(s)
     s.add_argument("--outage-mbps", type=float, default=0.05,
