@@ -44,7 +44,7 @@ def test_calibration_matches_fitted_statistics(profile):
     assert got["median_mbps"] == pytest.approx(want["median_mbps"], rel=0.15)
     assert got["p95_mbps"] == pytest.approx(want["p95_mbps"], rel=0.2)
     assert got["outage_share"] == pytest.approx(want["outage_share"], abs=0.02)
-    assert got["lag1_autocorr"] > 0.5 * want["lag1_autocorr"]
+    assert got["lag1_autocorr"] > 0.8 * want["lag1_autocorr"]
 
 
 @needs_traces

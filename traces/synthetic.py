@@ -3,8 +3,10 @@
 Model (one per *profile*): time advances in steps of ``step_s``; a hidden state follows a
 Markov chain with transition matrix ``P``; state 0 may be an *outage* state (rate 0), the
 others are rate bands cut at quantiles of the real per-step rates; in a band, the rate of a
-step is log-normal with the band's fitted mean/sd of log-rate, clipped to the band. The
-chain starts in its empirical occupancy distribution.
+step is log-normal with the band's fitted mean/sd of log-rate, clipped to the band, driven
+by one AR(1) standard-normal sequence (``within_state_rho``, fitted on consecutive steps in
+the same state) so rates keep short-term memory inside a state. The chain starts in its
+empirical occupancy distribution.
 
 ``fit_profile`` estimates these from real traces (each resampled into ``step_s`` bins,
 transitions counted within each file); ``testbed traces fit`` writes every profile into
@@ -98,7 +100,22 @@ def fit_profile(traces: list[Trace], step_s: float, n_bands: int = 8) -> dict:
                        "hi_mbps": float(edges[band + 1]) if np.isfinite(edges[band + 1])
                        else float(pooled.max()),
                        "log_mean": float(x.mean()), "log_sd": float(x.std())})
+    # Within-state memory: lag-1 correlation of standardised log-rates over consecutive
+    # steps that stay in one (non-outage) state.
+    num = den = 0.0
+    for r in series:
+        s = state_of(r)
+        z = np.full(len(r), np.nan)
+        for i, st in enumerate(states):
+            m = s == i
+            if not st["outage"] and m.any() and st["log_sd"] > 0:
+                z[m] = (np.log(r[m]) - st["log_mean"]) / st["log_sd"]
+        same = (s[1:] == s[:-1]) & np.isfinite(z[1:]) & np.isfinite(z[:-1])
+        num += float(np.sum(z[1:][same] * z[:-1][same]))
+        den += float(np.sum(z[:-1][same] ** 2))
+    rho = float(np.clip(num / den, 0.0, 0.99)) if den > 0 else 0.0
     return {"step_s": step_s, "states": states, "transitions": P.round(6).tolist(),
+            "within_state_rho": round(rho, 6),
             "initial": (occupancy / occupancy.sum()).round(6).tolist(),
             "fitted_on": summary_stats(pooled), "n_traces": len(traces),
             "n_steps": len(pooled)}
@@ -142,7 +159,13 @@ def generate(profile: str | dict = DEFAULT_PROFILE, duration_s: float = 600.0, s
     init = np.asarray(p["initial"], dtype=np.float64)
     rng = np.random.default_rng(seed)
     u = rng.random(n)
-    z = rng.standard_normal(n)
+    e = rng.standard_normal(n)
+    rho = float(p.get("within_state_rho", 0.0))
+    z = np.empty(n)
+    z[0] = e[0]
+    k = np.sqrt(1.0 - rho * rho)
+    for i in range(1, n):
+        z[i] = rho * z[i - 1] + k * e[i]
     s = np.empty(n, dtype=np.int64)
     s[0] = min(int(np.searchsorted(np.cumsum(init / init.sum()), u[0], side="right")),
                len(init) - 1)
