@@ -176,3 +176,35 @@ def test_datasets_lists_registry(capsys):
     assert main(["traces", "datasets"]) == 0
     out = capsys.readouterr().out
     assert "short-video-challenge" in out and "uccmisl/5Gdataset" in out
+
+
+@needs_traces
+def test_fetch_canonical_layout_and_zip_archive(tmp_path, mirror, monkeypatch):
+    """The canonical path mapping (repo/commit/source path, and ucc-5g's zip members),
+    exercised against a local server laid out like raw.githubusercontent.com."""
+    import zipfile
+
+    import traces.fetch as fetch_mod
+
+    reg = load_registry()
+    site = tmp_path / "site"
+    for name in ("oboe", "ucc-5g"):
+        ds = reg[name]
+        base = site / ds["repo"] / ds["commit"]
+        if "archive" in ds:
+            base.mkdir(parents=True, exist_ok=True)
+            with zipfile.ZipFile(base / ds["archive"], "w") as zf:
+                for e in ds["files"]:
+                    zf.write(ROOT / e["path"], e["source"])
+        else:
+            for e in ds["files"]:
+                (base / e["source"]).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy(ROOT / e["path"], base / e["source"])
+    url = mirror(site)
+    monkeypatch.setattr(fetch_mod, "RAW_URL", url + "/{repo}/{commit}/{path}")
+    dest = tmp_path / "dl"
+    for name in ("oboe", "ucc-5g"):
+        res = fetch_mod.fetch(name, dest)
+        assert res["fetched"] == res["files"] == len(reg[name]["files"])
+        for e in reg[name]["files"]:
+            assert (dest / e["path"]).read_bytes() == (ROOT / e["path"]).read_bytes()
