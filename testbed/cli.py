@@ -15,6 +15,8 @@ COMMAND_MODULES = [
     "testbed.commands.prepare",
     "testbed.commands.serve",
     "testbed.commands.traces",
+    "testbed.commands.run",
+    "testbed.commands.compare",
 ]
 
 

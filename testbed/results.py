@@ -8,6 +8,8 @@ Layout (``results/<run-id>/``)::
     events/<scheduler-label>/player<i>.jsonl     event log (players.session schema)
     resources/<scheduler-label>/player<i>.jsonl  psutil samples (emulation only)
     summary.csv                            one row per (scheduler, player): SUMMARY_COLUMNS
+    links/link<k>.csv                      capacity each link replayed (t_s, capacity_mbps),
+                                           for the timeline plot (optional)
     plots/*.png
 
 Writers: ``testbed run`` (testbed/run.py) and ``testbed simulate``. A writer calls
@@ -164,6 +166,19 @@ class RunDir:
         d.mkdir(exist_ok=True)
         return d
 
+    def write_link_trace(self, link: int, times_s, rates_mbps, end_s: float) -> Path:
+        """The capacity link ``link`` replayed: one row per step, plus the end time."""
+        d = self.path / "links"
+        d.mkdir(exist_ok=True)
+        p = d / f"link{int(link)}.csv"
+        with open(p, "w", encoding="utf-8", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["t_s", "capacity_mbps"])
+            for t, r in zip(times_s, rates_mbps):
+                w.writerow([f"{float(t):.6f}", f"{float(r):.6f}"])
+            w.writerow([f"{float(end_s):.6f}", f"{float(rates_mbps[-1]):.6f}"])
+        return p
+
     def update_metadata(self, **fields: Any) -> dict:
         """Merge top-level fields into metadata.json (atomically) and return the result."""
         meta = self.metadata()
@@ -234,6 +249,23 @@ class RunDir:
     def resources(self, label: str, player: int) -> list[dict]:
         p = self.path / "resources" / label / f"player{player}.jsonl"
         return _read_jsonl(p) if p.exists() else []
+
+    def link_trace(self, link: int) -> tuple[list[float], list[float]] | None:
+        """(t_s, capacity_mbps) of a link as written by ``write_link_trace``; None if absent."""
+        p = self.path / "links" / f"link{int(link)}.csv"
+        if not p.exists():
+            return None
+        ts, rs = [], []
+        with open(p, encoding="utf-8", newline="") as fh:
+            for n, row in enumerate(csv.reader(fh)):
+                if n == 0:
+                    continue
+                try:
+                    ts.append(float(row[0]))
+                    rs.append(float(row[1]))
+                except (ValueError, IndexError):
+                    raise ResultsError(f"{p}:{n + 1}: expected t_s,capacity_mbps") from None
+        return ts, rs
 
     def player_info(self, label: str, player: int) -> dict:
         """The metadata's record of one player (host, trace, ...); {} when absent."""
