@@ -11,8 +11,8 @@ from __future__ import annotations
 import csv
 import math
 import statistics
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 from testbed.results import RunDir
 

@@ -32,9 +32,10 @@ import os
 import re
 import secrets
 import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from players.accounting import SUMMARY_FIELDS, QoEWeights, read_events, summarize
 
@@ -128,7 +129,7 @@ class RunDir:
     # -- writing ------------------------------------------------------------------------
 
     @classmethod
-    def create(cls, root: str | os.PathLike, run_id: str, metadata: Mapping) -> "RunDir":
+    def create(cls, root: str | os.PathLike, run_id: str, metadata: Mapping) -> RunDir:
         """Make ``<root>/<run_id>`` and write metadata with ``complete: false``.
         Refuses an existing folder so no earlier run is overwritten."""
         path = Path(root) / run_id

@@ -27,10 +27,11 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, TextIO
+from typing import Any, TextIO
 
 from testbed import provenance
 from testbed.config import RunConfig, resolve_path, to_dict
@@ -470,8 +471,10 @@ class Run:
     def _record_players(self, players: list[_Player], traces: list[LinkTrace]) -> None:
         assert self.rd is not None
         for k, p in enumerate(players):
+            t = traces[k]
             rec = {"scheduler": p.label, "player": p.index, "host": p.host, "link": p.link,
-                   "trace": traces[k].trace.name, "trace_hash": traces[k].hash,
+                   "trace": t.trace.name if t.spec.startswith("synthetic") or t.fallback
+                   else t.spec, "trace_hash": t.hash,
                    "exit_status": None if p.proc is None else p.proc.returncode}
             for key in ("rx_bytes", "tx_bytes"):
                 if key in p.bytes_before and key in p.bytes_after:

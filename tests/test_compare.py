@@ -79,8 +79,7 @@ def make_run(root, run_id="r", labels=(("none", 0), ("pre2", 2)), players=3):
     for lab, pre in labels:
         for i in range(players):
             with open(rd.events_path(lab, i), "w") as fh:
-                for e in drive(pre, 1.0 + 0.2 * i, seed=i):
-                    fh.write(json.dumps(e) + "\n")
+                fh.writelines(json.dumps(e) + "\n" for e in drive(pre, 1.0 + 0.2 * i, seed=i))
     rd.write_summary()
     rd.mark_complete()
     return rd

@@ -47,11 +47,9 @@ def _write_run(root, stalls=(1.0, 2.0), labels=("a", "b")):
     for lab in labels:
         for i, st in enumerate(stalls):
             with open(rd.events_path(lab, i), "w") as fh:
-                for e in _session(st, 1000 * (i + 1)):
-                    fh.write(json.dumps(e) + "\n")
+                fh.writelines(json.dumps(e) + "\n" for e in _session(st, 1000 * (i + 1)))
             with open(rd.resources_path(lab, i), "w") as fh:
-                for k in range(3):
-                    fh.write(json.dumps({"t_s": k, "cpu_s": 0.1 * k, "rss_mb": 50 + k}) + "\n")
+                fh.writelines(json.dumps({"t_s": k, "cpu_s": 0.1 * k, "rss_mb": 50 + k}) + "\n" for k in range(3))
     return rd
 
 
