@@ -322,17 +322,21 @@ class Run:
         if self.progress:
             print(f"run: {msg}", file=self.stream, flush=True)
 
-    # The links engineer's API (testbed.emulation); kept in one place.
-    def _open_backend(self, n_players: int, traces: list[LinkTrace], tag: str):
+    # The links engineer's API (testbed.emulation, docs/links.md); kept in one place.
+    # One shaped link per player host: link k carries player k of this topology.
+    def _open_backend(self, traces: list[LinkTrace], tag: str):
         from testbed.emulation import open_backend
 
         n = self.cfg.network
         options = {"compensate_tcp_overhead": n.compensate_tcp_overhead,
                    "queue_packets": n.queue_packets, "delay_ms": n.delay_ms,
-                   "allow_no_delay": n.allow_no_delay}
-        return open_backend(self.backend, n.topology, n_players=n_players,
-                            link_traces=[t.trace for t in traces], link_options=options,
-                            run_id=f"{self.run_id[-4:]}{tag}", workdir=self.work / f"net-{tag}")
+                   "allow_no_delay": n.allow_no_delay, "bin_s": n.bin_s}
+        workdir = self.work / f"net-{tag}"
+        workdir.mkdir(parents=True, exist_ok=True)
+        # Short: backends put it into interface names (15 characters at most).
+        short_id = f"{self.run_id[-4:]}{tag}"
+        return open_backend(self.backend, n.topology, [t.trace for t in traces], options,
+                            short_id, workdir)
 
     def execute(self) -> Path:
         cfg = self.cfg
@@ -375,7 +379,7 @@ class Run:
         sched = {e.display: e for e in cfg.schedulers}
         label = ",".join(dict.fromkeys(p.label for p in players))
         self.log(f"[{label}] building topology ({self.backend}, {len(players)} players)")
-        with self._open_backend(len(players), traces, tag) as net:
+        with self._open_backend(traces, tag) as net:
             self.backend_used = getattr(net, "kind", self.backend)
             hosts = list(net.player_hosts)
             for k, p in enumerate(players):

@@ -1,0 +1,156 @@
+"""End to end: `testbed run` with real players, a real origin and emulated links.
+
+2 players x 2 schedulers, 20-s sessions, on the user-space backend (no root) and on Mininet
+(root). Checks: every player finishes, the summary is finite, bytes add up (event-log bytes
+vs the host's interface counters, tolerance below), nothing is left behind, and an
+interrupted run keeps its files and is marked incomplete.
+
+Byte tolerance: the interface sees every byte the player's event log counts, plus HTTP
+headers (~0.3 KB a request), the catalog and manifest fetches, TCP/IP headers where the
+counter is a real interface (Mininet: ~3.5% at 1448-byte segments) and retransmits. So:
+``event_bytes <= rx`` and ``rx <= 1.10 * event_bytes + 300 kB``.
+"""
+
+import importlib.util
+import json
+import math
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from players.accounting import SUMMARY_FIELDS
+from testbed.config import config_from_dict
+from testbed.results import open_run
+
+REPO = Path(__file__).resolve().parent.parent
+NEEDED = ("players.feed", "players.__main__", "testbed.emulation", "players.schedulers.fixed")
+MISSING = [m for m in NEEDED if importlib.util.find_spec(m) is None]
+pytestmark = pytest.mark.skipif(bool(MISSING), reason=f"run path incomplete: {MISSING} missing")
+
+SLACK_BYTES = 300_000
+SLACK_RATIO = 1.10
+
+
+@pytest.fixture(scope="module")
+def catalog(tmp_path_factory):
+    return tmp_path_factory.mktemp("e2e") / "catalog"
+
+
+def e2e_config(catalog: Path, backend: str, duration_s: float = 20.0) -> dict:
+    from traces.paths import trace_dir
+
+    traces = (["short-video-challenge/network/medium/0", "hsdpa/norway_bus_1"]
+              if trace_dir() else ["synthetic"])
+    return {
+        "name": f"e2e-{backend}", "seed": 2, "mode": "serial",
+        "session": {"duration_s": duration_s, "max_parallel": 2},
+        "catalog": {"dir": str(catalog), "count": 3, "min_duration_s": 6.0,
+                    "max_duration_s": 10.0, "ladder_kbps": [100, 250, 500]},
+        "feed": {"length": 10},
+        "network": {"backend": backend, "traces": traces},
+        "players": {"count": 2},
+        "schedulers": [{"name": "no-preload"}, {"name": "fixed"}],
+    }
+
+
+def descendants() -> set[int]:
+    return {p.pid for p in psutil.Process().children(recursive=True)}
+
+
+def check_run(path: Path, backend: str) -> None:
+    rd = open_run(path)
+    meta = rd.metadata()
+    assert meta["complete"] is True, meta.get("incomplete_reason")
+    assert meta["backend"] == backend
+    assert meta["git"]["commit"] and meta["catalog"]["hash"].startswith("sha256:")
+    assert rd.labels() == ["no-preload", "fixed"]
+    rows = rd.summary_rows()
+    assert len(rows) == 4
+    for r in rows:
+        for f in SUMMARY_FIELDS:
+            assert math.isfinite(float(r[f])), (r["scheduler"], r["player"], f, r[f])
+        assert r["bytes_downloaded"] > 0 and r["videos_started"] >= 1
+    for label in rd.labels():
+        for i in (0, 1):
+            ev = rd.events(label, i)
+            ends = [e for e in ev if e["event"] == "session_end"]
+            assert len(ends) == 1 and ends[0]["reason"] in ("duration", "feed_end"), ends
+            info = rd.player_info(label, i)
+            assert info["exit_status"] == 0
+            logged = sum(int(e["bytes"]) for e in ev
+                         if e["event"] in ("download_done", "download_cancel"))
+            rx = info["interface_rx_bytes"]
+            assert logged <= rx <= SLACK_RATIO * logged + SLACK_BYTES, (label, i, logged, rx)
+    for name in ("stall_vs_waste.png", "qoe.png", "stall_cdf.png", "timeline.png"):
+        assert (path / "plots" / name).stat().st_size > 10_000
+
+
+def _net_names() -> str:
+    out = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+    if shutil.which("ip") and os.geteuid() == 0:
+        out += subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    return out
+
+
+def test_userspace_two_players_two_schedulers(catalog, tmp_path):
+    from testbed.run import run_experiment
+
+    before = descendants()
+    cfg = config_from_dict(e2e_config(catalog, "userspace"), "<e2e>")
+    path = run_experiment(cfg, tmp_path, backend="userspace", progress=False)
+    check_run(path, "userspace")
+    assert descendants() <= before  # origin, players, relays: all gone
+
+
+@pytest.mark.root
+@pytest.mark.skipif(shutil.which("mnexec") is None, reason="Mininet (mnexec) not installed")
+def test_mininet_two_players_two_schedulers(catalog, tmp_path):
+    from testbed.run import run_experiment
+
+    links_before = _net_names()
+    before = descendants()
+    cfg = config_from_dict(e2e_config(catalog, "mininet"), "<e2e>")
+    path = run_experiment(cfg, tmp_path, backend="mininet", progress=False)
+    check_run(path, "mininet")
+    assert descendants() <= before
+    tag = path.name[-4:]
+    after = _net_names()
+    assert tag not in after.replace(links_before, ""), "interfaces/namespaces of the run remain"
+
+
+def test_interrupted_run_is_kept_and_marked(catalog, tmp_path):
+    cfg_path = tmp_path / "c.json"
+    cfg_path.write_text(json.dumps(e2e_config(catalog, "userspace", duration_s=40.0)))
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "testbed.cli", "run", str(cfg_path),
+                             "--out", str(out), "--backend", "userspace", "--quiet"],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    events = None
+    while time.monotonic() < deadline and proc.poll() is None:
+        found = list(out.glob("*/events/no-preload/player0.jsonl"))
+        if found and found[0].stat().st_size > 500:
+            events = found[0]
+            break
+        time.sleep(0.2)
+    assert events is not None, proc.communicate(timeout=30)
+    kids = {p.pid for p in psutil.Process(proc.pid).children(recursive=True)}
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    run_dir = events.parent.parent.parent
+    meta = open_run(run_dir).metadata()
+    assert meta["complete"] is False and "KeyboardInterrupt" in meta["incomplete_reason"]
+    ev = open_run(run_dir).events("no-preload", 0)
+    assert ev[-1]["event"] == "session_end" and ev[-1]["reason"] == "aborted"
+    assert (run_dir / "summary.csv").exists()
+    time.sleep(0.5)
+    assert not [p for p in kids if psutil.pid_exists(p) and
+                psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
