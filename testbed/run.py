@@ -385,12 +385,13 @@ class Run:
             for k, p in enumerate(players):
                 p.host = hosts[k]
             ip, port = net.origin_bind(net.origin_host)
-            origin_log = open(self.work / f"origin-{tag}.err", "wb")
-            origin = net.popen(net.origin_host, [
-                sys.executable, "-m", "testbed.cli", "serve", "--catalog", str(cat),
-                "--host", ip, "--port", str(port),
-                "--access-log", str(self.work / f"origin-{tag}-access.jsonl")],
-                stdout=subprocess.PIPE, stderr=origin_log)
+            # The child keeps its own copy of the log's descriptor; ours closes at once.
+            with open(self.work / f"origin-{tag}.err", "wb") as origin_log:
+                origin = net.popen(net.origin_host, [
+                    sys.executable, "-m", "testbed.cli", "serve", "--catalog", str(cat),
+                    "--host", ip, "--port", str(port),
+                    "--access-log", str(self.work / f"origin-{tag}-access.jsonl")],
+                    stdout=subprocess.PIPE, stderr=origin_log)
             try:
                 wait_for_json_line(origin, "event", "listening", ORIGIN_LISTEN_DEADLINE_S,
                                    f"origin on {net.origin_host} ({ip}:{port})")
@@ -403,9 +404,10 @@ class Run:
                     pcfg = self._player_config(p, e, feeds[p.index], net.origin_url(p.host))
                     cpath = self.work / f"player-{p.label}-{p.index}.json"
                     cpath.write_text(json.dumps(pcfg, indent=2))
-                    err = open(self.work / f"player-{p.label}-{p.index}.err", "wb")
-                    p.proc = net.popen(p.host, [sys.executable, "-m", "players", str(cpath)],
-                                       stdout=err, stderr=subprocess.STDOUT)
+                    with open(self.work / f"player-{p.label}-{p.index}.err", "wb") as err:
+                        p.proc = net.popen(p.host, [sys.executable, "-m", "players",
+                                                    str(cpath)],
+                                           stdout=err, stderr=subprocess.STDOUT)
                     p.tail = EventTail(self.rd.events_path(p.label, p.index))
                     p.started_mono = time.monotonic()
                 self._wait_players(label, players, t0)
@@ -418,7 +420,8 @@ class Run:
                     if p.proc is not None:
                         stop_process(p.proc)
                 stop_process(origin)
-                origin_log.close()
+                if origin.stdout is not None:
+                    origin.stdout.close()
                 self._record_players(players, traces)
 
     def _player_config(self, p: _Player, entry, feed: dict, origin_url: str) -> dict:
