@@ -122,16 +122,14 @@ def link_traces(cfg: RunConfig, n_links: int) -> list[LinkTrace]:
 
 
 def player_feeds(cfg: RunConfig, catalog: Path) -> list[dict]:
-    """Per player index: {"videos": [ids], "watch_s": [s]} (players.feed), the same for
-    every scheduler. Player *i* uses seed ``cfg.seed * 1000 + i``."""
+    """Per player index, the ``feed`` section of its config (players.feed.FeedPlan:
+    videos, watch_s, watch_pmf, swipe), the same for every scheduler. Player *i* uses seed
+    ``cfg.seed * 1000 + i``."""
     from players import feed as pfeed
 
-    out = []
-    for i in range(cfg.players.count):
-        f = pfeed.plan_feed(catalog, length=cfg.feed.length, seed=cfg.seed * 1000 + i,
-                            swipe=cfg.feed.swipe)
-        out.append({"videos": list(f.video_ids), "watch_s": [float(w) for w in f.watch_s]})
-    return out
+    return [pfeed.plan_feed(catalog, length=cfg.feed.length, seed=cfg.seed * 1000 + i,
+                            swipe=cfg.feed.swipe).to_config()
+            for i in range(cfg.players.count)]
 
 
 # -------------------------------------------------------------------------- processes
@@ -351,7 +349,7 @@ class Run:
             "mode": cfg.mode, "backend_requested": self.backend, "backend": "",
             "schedulers": labels, "catalog": {"dir": str(cat),
                                               "hash": provenance.catalog_hash(cat)},
-            "traces": [t.describe() for t in traces], "feeds": feeds,
+            "traces": [t.describe() for t in traces], "feeds": [{k: f[k] for k in ("videos", "watch_s", "swipe") if k in f} for f in feeds],
             "device_profile": cfg.players.device_profile, "devices": list(cfg.players.devices),
             **provenance.collect(self.argv),
         }
