@@ -72,6 +72,14 @@ class DecodeWorker:
         self._decoders: dict[str, Any] = {}
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
 
+    def warm_up(self) -> None:
+        """Import the pixel decoder now (PyAV's first import costs ~0.15 s), so the first
+        chunk of the session does not pay it."""
+        if self.mode == "real":
+            import av  # noqa: F401
+
+            import codec.pixel  # noqa: F401
+
     # ------------------------------------------------------------------ blocking API
     def decode(self, chunk_bytes: bytes, representation: str, expected_frames: int | None = None,
                hold_s: float | None = None) -> DecodeResult:

@@ -29,6 +29,7 @@ Every event has ``t_s`` (session seconds) and ``event``:
   decode_start {position, chunk, representation, device}
   decode_done {position, chunk, representation, device, decode_s, frames}
   decode_skip {position, chunk, representation, device}  queued for a video already left
+  decode_error {position, chunk, representation, device, error}  the decoder rejected it
   session_end {reason, startup_open}                  reason: duration | feed_end | aborted
 Drivers may add fields (e.g. first_byte_s); they never remove these.
 """
@@ -383,6 +384,18 @@ class SessionModel:
         self.decoded[pos][chunk] = rep
         self._emit_event("decode_done", position=pos, chunk=chunk, representation=rep,
                          device=device, decode_s=decode_s, frames=frames, **extra)
+
+    def decode_failed(self, device: str, error: str) -> None:
+        """The running decode of ``device`` failed: free the device and forget the download
+        (the chunk may be fetched again; its bytes stay counted, as waste)."""
+        dev = self.devices[device]
+        pos, chunk, rep = dev.running
+        dev.running = None
+        dev.busy_until_s = self.t_s
+        if self.downloaded[pos].get(chunk) == rep:
+            del self.downloaded[pos][chunk]
+        self._emit_event("decode_error", position=pos, chunk=chunk, representation=rep,
+                         device=device, error=error)
 
     # ------------------------------------------------------------------ observation
     def throughput_bps(self) -> float:
