@@ -299,9 +299,16 @@ def plot_timeline(rd: RunDir, out: Path, player: int = 0, labels: Sequence[str] 
         events = rd.events(lab, player)
         d = timeline_data(events, chunk_s)
         top, bot = axes[0][col], axes[1][col]
-        cap = rd.link_trace(int(rd.player_info(lab, player).get("link", player)))
+        info = rd.player_info(lab, player)
+        cap = rd.link_trace(int(info.get("link", player)))
         if cap is not None:
             ts, rs = cap
+            # Trace time 0 is the replay start; session time 0 the player's first video.
+            # Shift when the player logged its wall clock at session start.
+            start = next((e for e in events if e.get("event") == "session_start"), {})
+            if start.get("wall_s") is not None and info.get("replay_wall_s") is not None:
+                shift = float(info["replay_wall_s"]) - float(start["wall_s"])
+                ts = [t + shift for t in ts]
             keep = [k for k, t in enumerate(ts) if t <= d["end_s"]]
             if keep:
                 last = keep[-1]
@@ -310,7 +317,6 @@ def plot_timeline(rd: RunDir, out: Path, player: int = 0, labels: Sequence[str] 
         top.plot(*d["throughput"], color="tab:blue", linewidth=1.2, label="throughput (1-s bins)")
         top.set_ylabel("Mbps")
         top.set_ylim(bottom=0)
-        info = rd.player_info(lab, player)
         top.set_title(f"{lab}: player {player}" + (f", trace {info['trace']}" if info.get("trace")
                                                    else ""), fontsize=10)
         colors = _colors(10)

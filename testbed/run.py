@@ -296,6 +296,7 @@ class _Player:
     bytes_before: dict = field(default_factory=dict)
     bytes_after: dict = field(default_factory=dict)
     started_mono: float = 0.0
+    replay_wall_s: float | None = None
 
 
 class Run:
@@ -396,6 +397,9 @@ class Run:
                 for p in players:
                     p.bytes_before = dict(net.interface_bytes(p.host))
                 net.start_replay()
+                replay_wall_s = time.time()
+                for p in players:
+                    p.replay_wall_s = replay_wall_s
                 t0 = time.monotonic()
                 for p in players:
                     e = sched[p.label]
@@ -480,7 +484,8 @@ class Run:
             rec = {"scheduler": p.label, "player": p.index, "host": p.host, "link": p.link,
                    "trace": t.trace.name if t.spec.startswith("synthetic") or t.fallback
                    else t.spec, "trace_hash": t.hash,
-                   "exit_status": None if p.proc is None else p.proc.returncode}
+                   "exit_status": None if p.proc is None else p.proc.returncode,
+                   "replay_wall_s": p.replay_wall_s}
             for key in ("rx_bytes", "tx_bytes"):
                 if key in p.bytes_before and key in p.bytes_after:
                     rec[f"interface_{key}"] = int(p.bytes_after[key]) - int(p.bytes_before[key])
