@@ -88,13 +88,21 @@ def summarize(
     videos_started = 0
     last_q: dict[int, float] = {}
     t_end = 0.0
+    stall_open_s: float | None = None
     for e in events:
         kind = e["event"]
         t_end = max(t_end, float(e["t_s"]))
+        if stall_open_s is not None and kind in ("swipe", "video_start", "session_end"):
+            # A stall the log never closed (the user swiped away while waiting, or a
+            # writer died): it lasted until the video was left.
+            stall_s += float(e["t_s"]) - stall_open_s
+            stall_open_s = None
         if kind == "stall_start":
             stall_count += 1
+            stall_open_s = float(e["t_s"])
         elif kind == "stall_end":
             stall_s += float(e["stall_s"])
+            stall_open_s = None
         elif kind == "play_start":
             startups.append(float(e["startup_s"]))
         elif kind == "video_start":
