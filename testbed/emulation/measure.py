@@ -1,0 +1,113 @@
+"""Measure one shaped link against its trace: a saturating flow through the backend,
+"wire" bytes sampled at the shaper, goodput counted by the receiver, per-second errors.
+
+Used by bench/link_fidelity.py and the root tests (one helper, one way to measure).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from testbed.emulation.owned import stop_pid  # noqa: F401  (re-exported for callers)
+
+
+def per_second(bins: list[int], bin_s: float) -> np.ndarray:
+    """Sum equal bins into whole seconds (bytes per second)."""
+    per = int(round(1 / bin_s))
+    a = np.asarray(bins, dtype=np.float64)
+    n = len(a) // per
+    return a[: n * per].reshape(n, per).sum(axis=1)
+
+
+def trace_bytes_per_second(trace, n_s: int) -> np.ndarray:
+    """Capacity of ``trace`` in bytes for each second from its start (looping)."""
+    t = trace.start_s
+    return np.array([trace.bits_between(t + i, t + i + 1) / 8 for i in range(n_s)])
+
+
+def errors(measured: np.ndarray, target: np.ndarray, min_target: float = 1.0) -> dict:
+    """MAPE (%) and bias (%) of per-second ``measured`` vs ``target`` (seconds where the
+    target is below ``min_target`` bytes are left out of MAPE)."""
+    m = target >= min_target
+    if not np.any(m):
+        return {"mape_pct": float("nan"), "bias_pct": float("nan")}
+    mape = float(np.mean(np.abs(measured[m] - target[m]) / target[m]) * 100)
+    bias = float((measured[m].sum() - target[m].sum()) / target[m].sum() * 100)
+    return {"mape_pct": mape, "bias_pct": bias}
+
+
+class WireSampler(threading.Thread):
+    """Samples a shaped port's cumulative tx bytes every ``period_s`` (monotonic time)."""
+
+    def __init__(self, read, period_s: float = 0.05):
+        super().__init__(name="wire-sampler", daemon=True)
+        self.read = read
+        self.period_s = period_s
+        self.samples: list[tuple[float, int]] = []
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        while not self._halt.is_set():
+            self.samples.append((time.monotonic(), self.read()))
+            self._halt.wait(self.period_s)
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join(2)
+
+    def per_second(self, t0: float, n_s: int) -> np.ndarray:
+        t = np.array([s[0] for s in self.samples]) - t0
+        b = np.array([s[1] for s in self.samples], dtype=np.float64)
+        edges = np.interp(np.arange(n_s + 1), t, b)
+        return np.diff(edges)
+
+
+def measure_link(net, host: str, trace, duration_s: float, workdir: Path,
+                 warmup_s: float = 1.0, port: int | None = None) -> dict:
+    """Run one saturating flow origin -> ``host`` for ``duration_s`` with the replay started
+    now; returns per-second wire/goodput/trace bytes and their errors.
+
+    The first ``warmup_s`` seconds (TCP start-up) are left out of the errors."""
+    ip, oport = net.origin_bind(net.origin_host)
+    oport = port or oport
+    srv = net.popen(net.origin_host, [sys.executable, "-m", "testbed.emulation.flow", "serve",
+                                      "--host", ip, "--port", str(oport)],
+                    stdout=__import__("subprocess").PIPE)
+    line = srv.stdout.readline()
+    if b"listening" not in line:
+        raise RuntimeError(f"flow server did not start: {line!r}")
+    url = net.origin_url(host)
+    chost, cport = url.split("//", 1)[1].rsplit(":", 1)
+    dev = next(p["dev"] for p in net.shaped_ports()
+               if p["trace_index"] == net.topology.player_link(host).trace)
+    out = Path(workdir) / f"flow-{host}.json"
+    t0 = time.monotonic() + 0.2
+    net.start_replay(t0)
+    sampler = WireSampler(lambda: net.port_tx_bytes(dev))
+    sampler.start()
+    cli = net.popen(host, [sys.executable, "-m", "testbed.emulation.flow", "recv", "--host",
+                           chost, "--port", cport, "--t0", repr(t0), "--duration-s",
+                           str(duration_s), "--out", str(out)])
+    rc = cli.wait(duration_s + 30)
+    sampler.stop()
+    if rc != 0 or not out.exists():
+        raise RuntimeError(f"flow receiver on {host} failed (exit {rc})")
+    d = json.loads(out.read_text())
+    n = int(duration_s)
+    goodput = per_second(d["bytes"], d["bin_s"])[:n]
+    wire = sampler.per_second(t0, n)
+    target = trace_bytes_per_second(trace, n)
+    factor = next(x.get("rate_factor", 1.0) for x in net.applied_link_params()["links"]
+                  if x["dev"] == dev)
+    w = int(warmup_s)
+    return {"seconds": n, "goodput_Bps": goodput.tolist(), "wire_Bps": wire.tolist(),
+            "trace_Bps": target.tolist(), "rate_factor": factor,
+            "goodput": errors(goodput[w:], target[w:]),
+            "wire": errors(wire[w:], target[w:] * factor),
+            "mean_trace_mbps": float(target.mean() * 8 / 1e6)}
