@@ -59,9 +59,25 @@ def synthetic_feed(seed: int, n_videos: int = 8) -> tuple[list[VideoSpec], list[
     return feed, watch
 
 
-def drive(sched: base.Scheduler, feed, watch, *, rate_bps: float, max_parallel: int,
-          session_s: float | None) -> tuple[list, SessionModel, list[dict]]:
-    """Run one session with ``sched``; returns (actions, model, events)."""
+class ConstantLink:
+    """A link of constant capacity, with the two queries ``traces.trace.Trace`` answers too."""
+
+    def __init__(self, rate_bps: float) -> None:
+        self.rate_bps = rate_bps
+
+    def bits_between(self, t0_s: float, t1_s: float) -> float:
+        return max(t1_s - t0_s, 0.0) * self.rate_bps
+
+    def time_to_send(self, t0_s: float, bits: float) -> float:
+        return t0_s + bits / self.rate_bps
+
+
+def drive(sched: base.Scheduler, feed, watch, *, rate_bps: float | None = None, link=None,
+          max_parallel: int, session_s: float | None,
+          max_decisions: int = MAX_DECISIONS) -> tuple[list, SessionModel, list[dict]]:
+    """Run one session with ``sched`` over ``link`` (or a constant ``rate_bps``) shared
+    equally by the downloads in flight; returns (actions, model, events)."""
+    link = link if link is not None else ConstantLink(rate_bps)
     events: list[dict] = []
     m = SessionModel(feed, watch, emit=events.append, max_parallel=max_parallel,
                      session_s=session_s, window=5)
@@ -72,7 +88,7 @@ def drive(sched: base.Scheduler, feed, watch, *, rate_bps: float, max_parallel: 
     t, wake, seen, loops = 0.0, 0.0, 0, 0
     while True:
         loops += 1
-        assert loops < 10 * MAX_DECISIONS, f"{sched.name}: driver made no progress at t={t}"
+        assert loops < 10 * max_decisions, f"{sched.name}: driver made no progress at t={t}"
         m.advance(t)
         changed = False
         for e in events[seen:]:
@@ -84,7 +100,7 @@ def drive(sched: base.Scheduler, feed, watch, *, rate_bps: float, max_parallel: 
             m.cancel_download(pos, chunk, done, reason="useless")
             del remaining[(pos, chunk)]
             changed = True
-        for key in sorted(k for k, bits in remaining.items() if bits <= 1e-3):
+        for key in sorted(k for k, bits in remaining.items() if bits <= 1.0):  # 1 bit: float slack
             del remaining[key]
             size = m.in_flight[key].bytes_total
             m.finish_download(*key)
@@ -110,7 +126,7 @@ def drive(sched: base.Scheduler, feed, watch, *, rate_bps: float, max_parallel: 
                 a = sched.decide(obs)
                 check_action(obs, a)
                 actions.append(a)
-                assert len(actions) <= MAX_DECISIONS, f"{sched.name}: livelock at t={t}"
+                assert len(actions) <= max_decisions, f"{sched.name}: livelock at t={t}"
                 if isinstance(a, Wait):
                     wake = t + min(a.seconds, DECIDE_INTERVAL_S)
                     break
@@ -122,10 +138,10 @@ def drive(sched: base.Scheduler, feed, watch, *, rate_bps: float, max_parallel: 
         if wake > t:
             nxt.append(wake)
         if remaining:
-            nxt.append(t + min(remaining.values()) * len(remaining) / rate_bps)
+            nxt.append(link.time_to_send(t, min(remaining.values()) * len(remaining)))
         t_next = min(nxt)
         assert math.isfinite(t_next), f"{sched.name}: session stuck at t={t} (nothing pending)"
-        share = rate_bps / max(len(remaining), 1) * (t_next - t)
+        share = link.bits_between(t, t_next) / max(len(remaining), 1)
         for key in remaining:
             remaining[key] -= share
             total = m.in_flight[key].bytes_total
