@@ -200,5 +200,6 @@ def test_docstring_says_what_and_how(name):
     import sys
 
     doc = (sys.modules[cls.__module__].__doc__ or "") + (cls.__doc__ or "")
-    assert "bitrate" in doc.lower(), f"{name}: module docstring must say how bitrate is chosen"
+    assert "bitrate" in doc.lower() or "representation" in doc.lower(), \
+        f"{name}: the docstring must say how the bitrate / representation is chosen"
     assert cls.Params.__doc__ and "(" in cls.Params.__doc__, f"{name}: document defaults"
