@@ -36,6 +36,7 @@ import math
 import os
 import signal
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -70,6 +71,8 @@ class PlayerConfig:
     to that latency). decode: ``real`` | ``profile``. representations: restrict to these
     (None: all). sample_interval_s: psutil period. events_path / resources_path /
     summary_path: outputs (resources/summary optional). qoe: weights.
+    start_at_unix_s: when given, the session starts at this wall-clock time (``time.time()``)
+    after setup, so many players can start together (benchmarks).
     """
 
     origin_url: str
@@ -96,6 +99,7 @@ class PlayerConfig:
     summary_path: str | None = None
     qoe: QoEWeights = QoEWeights()
     prompt_models: Mapping[str, str] = field(default_factory=dict)
+    start_at_unix_s: float | None = None
 
 
 def _fail(src: str, fld: str, expected: str, got: Any = None) -> PlayerConfigError:
@@ -111,7 +115,7 @@ def config_from_dict(d: Any, source: str = "player config") -> PlayerConfig:
         raise _fail(source, "(top level)", "a JSON object", d)
     known = {"origin_url", "feed", "scheduler", "session", "devices", "device_profile",
              "decode", "representations", "sample_interval_s", "events_path",
-             "resources_path", "summary_path", "qoe", "prompt_models"}
+             "resources_path", "summary_path", "qoe", "prompt_models", "start_at_unix_s"}
     unknown = sorted(set(d) - known)
     if unknown:
         raise _fail(source, unknown[0], f"one of {sorted(known)}", unknown[0])
@@ -220,6 +224,8 @@ def config_from_dict(d: Any, source: str = "player config") -> PlayerConfig:
         sample_interval_s=float(num(d, "sample_interval_s", "sample_interval_s", 1.0)),
         resources_path=d.get("resources_path"), summary_path=d.get("summary_path"),
         qoe=qoe, prompt_models=dict(models),
+        start_at_unix_s=(None if d.get("start_at_unix_s") is None else
+                         float(num(d, "start_at_unix_s", "start_at_unix_s", None))),
     )
 
 
@@ -251,6 +257,7 @@ class Player:
         self._fh = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._t0 = 0.0
+        self._t0_wall = 0.0
         self._wake = asyncio.Event()
         self._stop_reason: str | None = None
         self.exit_error: str | None = None
@@ -261,6 +268,8 @@ class Player:
         return self._loop.time() - self._t0
 
     def _emit(self, e: dict) -> None:
+        if e["event"] == "session_start":
+            e["wall_s"] = self._t0_wall  # lets plots align the link trace (time.time())
         self.events.append(e)
         if self._fh is not None:
             self._fh.write(json.dumps(e) + "\n")
@@ -326,7 +335,10 @@ class Player:
                     Path(cfg.resources_path).parent.mkdir(parents=True, exist_ok=True)
                     sampler = ResourceSampler(cfg.resources_path, cfg.sample_interval_s,
                                               clock=lambda: self._loop.time() - self._t0)
+                if cfg.start_at_unix_s is not None:
+                    await asyncio.sleep(max(0.0, cfg.start_at_unix_s - time.time()))
                 self._t0 = self._loop.time()  # session time 0: the first video on screen
+                self._t0_wall = time.time()
                 if sampler is not None:
                     sampler.start()
                 model = SessionModel(

@@ -151,6 +151,7 @@ def test_player_process_completes_10s_session(origin, tmp_path):
     # watch times 3 + 1.5 + 3 + 3 = 10.5 s of content > 10 s session
     assert ev[-1]["reason"] == "duration"
     assert ev[-1]["t_s"] == pytest.approx(10.0, abs=0.05)
+    assert abs(ev[0]["wall_s"] - time.time()) < 60  # wall clock at session time 0
     swipes = [e for e in ev if e["event"] == "swipe"]
     assert [round(e["watch_s"], 3) for e in swipes] == [3.0, 1.5, 3.0]
     summary = json.loads((tmp_path / "summary.json").read_text())
