@@ -17,6 +17,7 @@ COMMAND_MODULES = [
     "testbed.commands.traces",
     "testbed.commands.run",
     "testbed.commands.compare",
+    "testbed.commands.simulate",
 ]
 
 

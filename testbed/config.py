@@ -110,6 +110,15 @@ class SchedulerEntry:
 
 
 @dataclass(frozen=True)
+class SimulatorConfig:
+    """``testbed simulate`` only. request_latency_s: time from a request to its first byte
+    (s; None: 2 x network.delay_ms, the RTT). decode_scale: multiplies profile decode times."""
+
+    request_latency_s: float | None = None
+    decode_scale: float = 1.0
+
+
+@dataclass(frozen=True)
 class QoEConfig:
     mu: float = 1.85
     lam: float = 1.0
@@ -132,6 +141,7 @@ class RunConfig:
     players: PlayersConfig = PlayersConfig()
     schedulers: tuple[SchedulerEntry, ...] = (SchedulerEntry("no-preload"), SchedulerEntry("fixed"))
     qoe: QoEConfig = QoEConfig()
+    simulator: SimulatorConfig = SimulatorConfig()
     source: str = ""  # the file it came from (not read from the file)
 
 
@@ -222,6 +232,9 @@ def _check(cfg: RunConfig, where: str) -> None:
     need(n.queue_packets >= 2, "network.queue_packets", "expected >= 2")
     need(n.delay_ms >= 0, "network.delay_ms", "expected >= 0")
     need(n.bin_s is None or n.bin_s > 0, "network.bin_s", "expected > 0")
+    need(cfg.simulator.request_latency_s is None or cfg.simulator.request_latency_s >= 0,
+         "simulator.request_latency_s", "expected >= 0")
+    need(cfg.simulator.decode_scale >= 0, "simulator.decode_scale", "expected >= 0")
     need(len(cfg.schedulers) >= 1, "schedulers", "expected at least one [[schedulers]] entry")
     from players.schedulers.base import get_class, make_params
 
