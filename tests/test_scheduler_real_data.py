@@ -21,6 +21,7 @@ from test_scheduler_contract import drive
 traces_paths = pytest.importorskip("traces.paths")
 ROOT = traces_paths.trace_dir()
 CHALLENGE = ROOT / "short-video-challenge" if ROOT else None
+BASELINES = ("no-preload", "fixed", "challenge-fixed", "challenge-nosave", "dashlet")
 pytestmark = pytest.mark.skipif(CHALLENGE is None or not CHALLENGE.is_dir(),
                                 reason="no trace directory with the short-video challenge data")
 
@@ -49,7 +50,7 @@ def sessions():
 
     videos = challenge_videos()
     names = sorted(videos)
-    out = {n: [] for n in base.available()}
+    out = {n: [] for n in BASELINES}
     for k, trace_name in enumerate(("medium/0", "low/0", "high/0")):
         order = [names[i] for i in np.random.default_rng(k).integers(0, len(names), 30)]
         feed = [videos[o][0] for o in order]
@@ -141,3 +142,47 @@ def test_summaries_are_finite_and_every_scheduler_plays(sessions):
             s = summarize(ev)
             assert s["bytes_played"] > 0 and s["videos_started"] >= 2, name
             assert all(math.isfinite(float(s[k])) for k in ("stall_s", "qoe", "waste_ratio"))
+
+
+def compare(category: str = "medium", n_traces: int = 10, connections: int = 1,
+            session_s: float = 120.0) -> str:
+    """Table of the baselines on network/<category>/0..n-1 (40-video feeds, seed = trace
+    index; the contract driver: processor-sharing link, no RTT, 20-ms decode)."""
+    import statistics
+
+    from traces.formats import load
+    from traces.swipe import sample_watch_times
+
+    videos = challenge_videos()
+    names = sorted(videos)
+    rows = {n: [] for n in base.available()}
+    for k in range(n_traces):
+        order = [names[i] for i in np.random.default_rng(k).integers(0, len(names), 40)]
+        feed = [videos[o][0] for o in order]
+        watch = sample_watch_times([videos[o][1] for o in order], k)
+        trace = load(CHALLENGE / "network" / category / str(k))
+        for name in rows:
+            _, _, ev = drive(base.create(name, seed=k), feed, watch, link=trace,
+                             max_parallel=connections, session_s=session_s,
+                             max_decisions=200_000)
+            rows[name].append(summarize(ev))
+    out = [f"network/{category}/0..{n_traces - 1}, {session_s:.0f}-s sessions, "
+           f"{connections} connection(s); means over traces",
+           f"{'scheduler':18s} {'stall_s':>8s} {'startup_s':>9s} {'MB_down':>8s} "
+           f"{'waste':>6s} {'q_Mbps':>7s} {'QoE':>7s} {'score':>7s}"]
+    for name, rs in rows.items():
+        def m(key):
+            return statistics.mean(float(r[key]) for r in rs)
+        out.append(f"{name:18s} {m('stall_s'):8.2f} {m('startup_s_mean'):9.3f} "
+                   f"{m('bytes_downloaded') / 1e6:8.2f} {m('waste_ratio'):6.3f} "
+                   f"{m('quality_mbps_mean'):7.3f} {m('qoe'):7.1f} {m('challenge_score'):7.1f}")
+    return "\n".join(out)
+
+
+if __name__ == "__main__":
+    # python tests/test_scheduler_real_data.py [category [n_traces [connections]]]
+    import sys
+
+    args = sys.argv[1:]
+    print(compare(args[0] if args else "medium", int(args[1]) if len(args) > 1 else 10,
+                  int(args[2]) if len(args) > 2 else 1))
