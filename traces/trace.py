@@ -115,8 +115,13 @@ class Trace:
 
     # -- internals ---------------------------------------------------------------------
     def _cum_table(self) -> np.ndarray:
-        w = self.ends_s - self.times_s
-        return np.concatenate([[0.0], np.cumsum(w * self.rates_mbps * 1e6)])
+        # Cached: the simulator asks for it at every event (the arrays never change).
+        cum = self.__dict__.get("_cum")
+        if cum is None:
+            w = self.ends_s - self.times_s
+            cum = np.concatenate([[0.0], np.cumsum(w * self.rates_mbps * 1e6)])
+            object.__setattr__(self, "_cum", cum)
+        return cum
 
     def _loop_bits(self) -> float:
         return float(self._cum_table()[-1])
