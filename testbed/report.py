@@ -148,7 +148,7 @@ def timeline_data(events: list[dict], chunk_s: float, bin_s: float = 1.0) -> dic
     def step(pos: int, t: float, delta: float) -> None:
         ts, vs = buf.setdefault(pos, ([0.0], [0.0]))
         level[pos] = max(0.0, level.get(pos, 0.0) + delta)
-        if ts[-1] == t:  # events at one instant: draw only where they leave the level
+        if t - ts[-1] < 0.05:  # events (nearly) at one instant: draw only where they end
             vs[-1] = level[pos]
         else:
             ts.append(t)
