@@ -69,11 +69,12 @@ class WireSampler(threading.Thread):
 
 
 def measure_link(net, host: str, trace, duration_s: float, workdir: Path,
-                 warmup_s: float = 1.0, port: int | None = None) -> dict:
+                 warmup_s: float = 1.0, port: int | None = None, lead_s: float = 1.0) -> dict:
     """Run one saturating flow origin -> ``host`` for ``duration_s`` with the replay started
     now; returns per-second wire/goodput/trace bytes and their errors.
 
-    The first ``warmup_s`` seconds (TCP start-up) are left out of the errors."""
+    The flow connects ``lead_s`` before the replay's t0 (the link is already shaped at the
+    trace's first rate), and the first ``warmup_s`` seconds are left out of the errors."""
     ip, oport = net.origin_bind(net.origin_host)
     oport = port or oport
     srv = net.popen(net.origin_host, [sys.executable, "-m", "testbed.emulation.flow", "serve",
@@ -87,7 +88,7 @@ def measure_link(net, host: str, trace, duration_s: float, workdir: Path,
     dev = next(p["dev"] for p in net.shaped_ports()
                if p["trace_index"] == net.topology.player_link(host).trace)
     out = Path(workdir) / f"flow-{host}.json"
-    t0 = time.monotonic() + 0.2
+    t0 = time.monotonic() + lead_s
     net.start_replay(t0)
     sampler = WireSampler(lambda: net.port_tx_bytes(dev))
     sampler.start()

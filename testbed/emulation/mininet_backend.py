@@ -120,7 +120,8 @@ class MininetNet(OwnedNet):
             return
         dev = f"{pre}np"
         self.ledger.add("probe", name=dev)
-        _run(["ip", "link", "add", dev, "type", "dummy"], "netem probe")
+        _run(["ip", "link", "add", dev, "type", "veth", "peer", "name", f"{dev}p"],
+             "netem probe")
         r = subprocess.run(["tc", *tc.delay_probe_cmds(dev)[0]], capture_output=True, text=True)
         self.netem = r.returncode == 0
         subprocess.run(["ip", "link", "del", dev], capture_output=True)

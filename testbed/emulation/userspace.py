@@ -32,7 +32,7 @@ from testbed.emulation.options import BackendError
 from traces.ops import to_mahimahi_ms
 
 PACKET_BYTES = 1500
-READ_BYTES = 64 * 1024
+READ_BYTES = 16 * 1024
 
 
 def free_port() -> int:
@@ -61,8 +61,9 @@ class ShapedLink:
         self.delay_s = delay_s
         self.queue: collections.deque = collections.deque()  # [conn, bytes|None, t_enq]
         self.queued = 0
-        self.space = asyncio.Event()
-        self.space.set()
+        # Writers waiting for queue space, served first-come first-served (one wake per
+        # freed opportunity) so no connection can starve the others.
+        self.waiters: collections.deque = collections.deque()
         self.wake = asyncio.Event()
         self.delay_line: collections.deque = collections.deque()  # (t_due, conn, bytes|None)
         self.delivered_bytes = 0
@@ -81,9 +82,10 @@ class ShapedLink:
 
     async def put(self, conn: _Conn, data: bytes | None) -> None:
         """Queue ``data`` (None = end of stream) for ``conn``; waits while the queue is full."""
-        while data is not None and self.queued >= self.queue_bytes:
-            self.space.clear()
-            await self.space.wait()
+        if data is not None and (self.queued >= self.queue_bytes or self.waiters):
+            fut = asyncio.get_running_loop().create_future()
+            self.waiters.append(fut)
+            await fut
         now = time.monotonic()
         if data is None:
             self.queue.append([conn, None, now])
@@ -103,7 +105,14 @@ class ShapedLink:
             else:
                 kept.append(item)
         self.queue = kept
-        self.space.set()
+        self._wake_writer()
+
+    def _wake_writer(self) -> None:
+        while self.waiters and self.queued < self.queue_bytes:
+            fut = self.waiters.popleft()
+            if not fut.done():
+                fut.set_result(None)
+                return
 
     def _emit(self, conn: _Conn, data: bytes | None) -> None:
         if conn.closed:
@@ -134,8 +143,7 @@ class ShapedLink:
             else:
                 item[1] = data[len(take):]
             self._out(t_opp, conn, take)
-        if self.queued < self.queue_bytes:
-            self.space.set()
+        self._wake_writer()
 
     def _out(self, t_opp: float, conn: _Conn, data: bytes | None) -> None:
         if self.delay_s > 0:
