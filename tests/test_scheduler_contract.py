@@ -142,19 +142,19 @@ def drive(sched: base.Scheduler, feed, watch, *, rate_bps: float | None = None, 
         t_next = min(nxt)
         assert math.isfinite(t_next), f"{sched.name}: session stuck at t={t} (nothing pending)"
         share = link.bits_between(t, t_next) / max(len(remaining), 1)
-        for key in remaining:
-            remaining[key] -= share
+        for key, bits in list(remaining.items()):
+            remaining[key] = bits - share
             total = m.in_flight[key].bytes_total
-            m.download_progress(*key, int(total - max(remaining[key], 0.0) / 8.0))
+            m.download_progress(*key, int(total - max(bits - share, 0.0) / 8.0))
         t = t_next
     return actions, m, events
 
 
 SCENARIOS = {
     # feed end reached: a scheduler that never fetches what is needed cannot pass
-    "feed-2mbps-2conn": dict(rate_bps=2e6, max_parallel=2, session_s=None),
+    "feed-2mbps-2conn": {"rate_bps": 2e6, "max_parallel": 2, "session_s": None},
     # a slow link with one connection and a duration limit
-    "slow-1conn-40s": dict(rate_bps=0.4e6, max_parallel=1, session_s=40.0),
+    "slow-1conn-40s": {"rate_bps": 0.4e6, "max_parallel": 1, "session_s": 40.0},
 }
 
 

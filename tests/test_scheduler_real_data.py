@@ -7,16 +7,15 @@ download it made: what it fetched, and from which video. Skipped without a trace
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
+from test_scheduler_contract import drive
 
 from players.accounting import summarize
 from players.schedulers import base
 from players.schedulers.base import RepInfo
 from players.session import VideoSpec
-from test_scheduler_contract import drive
 
 traces_paths = pytest.importorskip("traces.paths")
 ROOT = traces_paths.trace_dir()
@@ -56,11 +55,11 @@ def sessions():
         feed = [videos[o][0] for o in order]
         watch = sample_watch_times([videos[o][1] for o in order], k)
         trace = load(CHALLENGE / "network" / trace_name)
-        for name in out:
+        for name, runs in out.items():
             _, m, ev = drive(base.create(name, seed=k), feed, watch, link=trace,
                              max_parallel=1, session_s=90.0, max_decisions=50_000)
             assert m.ended
-            out[name].append((feed, ev))
+            runs.append((feed, ev))
     return out
 
 
@@ -114,23 +113,24 @@ def test_challenge_baselines_finish_current_video_before_preloading(sessions):
             assert n_pre > 0, f"{name} preloaded nothing"
 
 
+def rnd(got: dict[int, int], pos: int) -> int:
+    """The 800-KB round a video is in, given the bytes requested for it so far."""
+    return got.get(pos, 0) // 800_000 + 1
+
+
 def test_challenge_nosave_preloads_round_robin_in_800kb_steps(sessions):
     rounds_seen = set()
     for feed, ev in sessions["challenge-nosave"]:
         got: dict[int, int] = {}  # position -> bytes requested (one connection: all complete)
         count: dict[int, int] = {}
-
-        def rnd(p):
-            return got.get(p, 0) // 800_000 + 1
-
         for cur, e in downloads(ev):
             pos = e["position"]
             if pos > cur:
                 open_ = [p for p in range(cur + 1, min(cur + 5, len(feed)))
                          if count.get(p, 0) < feed[p].n_chunks]
-                assert rnd(pos) == min(rnd(p) for p in open_)
-                assert pos == min(p for p in open_ if rnd(p) == rnd(pos))
-                rounds_seen.add(rnd(pos))
+                assert rnd(got, pos) == min(rnd(got, p) for p in open_)
+                assert pos == min(p for p in open_ if rnd(got, p) == rnd(got, pos))
+                rounds_seen.add(rnd(got, pos))
             got[pos] = got.get(pos, 0) + e["bytes_total"]
             count[pos] = count.get(pos, 0) + 1
     assert {1, 2} <= rounds_seen  # on the fast trace it goes past the first 800 KB
@@ -161,17 +161,17 @@ def compare(category: str = "medium", n_traces: int = 10, connections: int = 1,
         feed = [videos[o][0] for o in order]
         watch = sample_watch_times([videos[o][1] for o in order], k)
         trace = load(CHALLENGE / "network" / category / str(k))
-        for name in rows:
+        for name, summaries in rows.items():
             _, _, ev = drive(base.create(name, seed=k), feed, watch, link=trace,
                              max_parallel=connections, session_s=session_s,
                              max_decisions=200_000)
-            rows[name].append(summarize(ev))
-    out = [f"network/{category}/0..{n_traces - 1}, {session_s:.0f}-s sessions, "
-           f"{connections} connection(s); means over traces",
-           f"{'scheduler':18s} {'stall_s':>8s} {'startup_s':>9s} {'MB_down':>8s} "
-           f"{'waste':>6s} {'q_Mbps':>7s} {'QoE':>7s} {'score':>7s}"]
+            summaries.append(summarize(ev))
+    out = [(f"network/{category}/0..{n_traces - 1}, {session_s:.0f}-s sessions, "
+            f"{connections} connection(s); means over traces"),
+           (f"{'scheduler':18s} {'stall_s':>8s} {'startup_s':>9s} {'MB_down':>8s} "
+            f"{'waste':>6s} {'q_Mbps':>7s} {'QoE':>7s} {'score':>7s}")]
     for name, rs in rows.items():
-        def m(key):
+        def m(key, rs=rs):
             return statistics.mean(float(r[key]) for r in rs)
         out.append(f"{name:18s} {m('stall_s'):8.2f} {m('startup_s_mean'):9.3f} "
                    f"{m('bytes_downloaded') / 1e6:8.2f} {m('waste_ratio'):6.3f} "

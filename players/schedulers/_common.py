@@ -15,7 +15,7 @@ still be played.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 from players.schedulers.base import Observation, RepInfo, VideoView
 
@@ -173,7 +173,7 @@ class RobustThroughput:
 
 # ------------------------------------------------------------------------ swipe risk
 def _grid(seconds: float) -> int:
-    return int(round(seconds / GRID_S))
+    return round(seconds / GRID_S)
 
 
 def watch_grid(v: VideoView, after_s: float = 0.0) -> dict[int, float]:
