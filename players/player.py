@@ -545,6 +545,13 @@ def main(argv: list[str] | None = None) -> int:
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         print(f"player: {msg}", file=sys.stderr)
         return 1
+    except Exception as exc:  # a bug (e.g. in a scheduler): keep the trace, end on one line
+        import traceback
+
+        traceback.print_exc(file=sys.stderr)
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        print(f"player: internal error: {type(exc).__name__}: {first}", file=sys.stderr)
+        return 1
 
 
 async def _amain(cfg: PlayerConfig) -> int:
