@@ -24,8 +24,9 @@ import asyncio
 import concurrent.futures
 import re
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
 
 MODES = ("real", "profile")
 _PIXEL_RE = re.compile(r"^pixel/([a-z0-9]+)/[0-9]+$")

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Self
 
 import aiohttp
 
@@ -71,7 +72,7 @@ class Downloader:
         self.timeout_s = timeout_s
         self._session: aiohttp.ClientSession | None = None
 
-    async def __aenter__(self) -> "Downloader":
+    async def __aenter__(self) -> Self:
         conn = aiohttp.TCPConnector(limit=self.max_parallel, limit_per_host=self.max_parallel)
         self._session = aiohttp.ClientSession(
             connector=conn, auto_decompress=False,
@@ -131,7 +132,7 @@ class Downloader:
                         on_progress(t)
         except aiohttp.ClientError as exc:
             raise DownloadError(f"GET {url}: {type(exc).__name__}: {exc}") from None
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise DownloadError(f"GET {url}: no data for {self.timeout_s} s") from None
         body = b"".join(parts)
         if t.expected_bytes is not None and len(body) != t.expected_bytes:

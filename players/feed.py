@@ -30,9 +30,9 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -108,7 +108,7 @@ def stretch_dist(dist, length_s: float, name: str | None = None):
     """
     from traces.swipe import WatchDist
 
-    n = int(math.floor(length_s + 1e-9))
+    n = math.floor(length_s + 1e-9)
     if n < 1:
         # A sub-second video: everybody who starts it sees it through.
         return WatchDist(np.array([1.0]), max(length_s, 1e-3), name=name or dist.name,

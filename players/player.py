@@ -37,9 +37,10 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from origin import manifest as mf
 from players import feed as pfeed
@@ -97,7 +98,7 @@ class PlayerConfig:
     sample_interval_s: float = 1.0
     resources_path: str | None = None
     summary_path: str | None = None
-    qoe: QoEWeights = QoEWeights()
+    qoe: QoEWeights = field(default_factory=QoEWeights)
     prompt_models: Mapping[str, str] = field(default_factory=dict)
     start_at_unix_s: float | None = None
 
@@ -329,7 +330,8 @@ class Player:
                        for d in cfg.devices}
             for w in workers.values():
                 w.warm_up()
-            self._fh = open(cfg.events_path, "w", encoding="utf-8")
+            # Opened before the session clock starts: blocking here costs nothing.
+            self._fh = open(cfg.events_path, "w", encoding="utf-8")  # noqa: ASYNC230, SIM115
             try:
                 if cfg.resources_path is not None:
                     Path(cfg.resources_path).parent.mkdir(parents=True, exist_ok=True)
@@ -510,7 +512,7 @@ class Player:
                 timeout = cfg.decide_interval_s
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
         for t in transfers.values():
             t.cancel()
@@ -545,7 +547,7 @@ def main(argv: list[str] | None = None) -> int:
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         print(f"player: {msg}", file=sys.stderr)
         return 1
-    except Exception as exc:  # a bug (e.g. in a scheduler): keep the trace, end on one line
+    except Exception as exc:  # noqa: BLE001 -- a bug (e.g. in a scheduler): keep the trace, end on one line
         import traceback
 
         traceback.print_exc(file=sys.stderr)

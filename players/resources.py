@@ -22,7 +22,8 @@ import math
 import os
 import threading
 import time
-from typing import Callable, IO, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from typing import IO
 
 import psutil
 
@@ -69,9 +70,9 @@ class ResourceSampler:
                 self._fh.flush()
         return rec
 
-    def start(self) -> "ResourceSampler":
+    def start(self) -> ResourceSampler:
         if self.path is not None:
-            self._fh = open(self.path, "a", encoding="utf-8")
+            self._fh = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 -- closed in stop()
         self.sample()
         self._thread = threading.Thread(target=self._run, name="resource-sampler", daemon=True)
         self._thread.start()

@@ -1,8 +1,6 @@
 """players.decode: the decode worker on real chunks of a tiny prepared catalog (real PyAV)."""
 
 import asyncio
-import time
-from pathlib import Path
 
 import pytest
 
