@@ -112,3 +112,55 @@ def measure_link(net, host: str, trace, duration_s: float, workdir: Path,
             "goodput": errors(goodput[w:], target[w:]),
             "wire": errors(wire[w:], target[w:] * factor),
             "mean_trace_mbps": float(target.mean() * 8 / 1e6)}
+
+
+def measure_links(net, traces: list, duration_s: float, workdir: Path, warmup_s: float = 2.0,
+                  lead_s: float = 1.5) -> list[dict]:
+    """One saturating flow per player host at once (player k on link trace k); returns one
+    result per player as ``measure_link`` does."""
+    import subprocess
+
+    ip, oport = net.origin_bind(net.origin_host)
+    srv = net.popen(net.origin_host, [sys.executable, "-m", "testbed.emulation.flow", "serve",
+                                      "--host", ip, "--port", str(oport)],
+                    stdout=subprocess.PIPE)
+    if b"listening" not in srv.stdout.readline():
+        raise RuntimeError("flow server did not start")
+    ports = {p["trace_index"]: p["dev"] for p in net.shaped_ports()}
+    hosts = list(net.player_hosts)
+    t0 = time.monotonic() + lead_s
+    net.start_replay(t0)
+    samplers = {}
+    for h in hosts:
+        dev = ports[net.topology.player_link(h).trace]
+        samplers[h] = WireSampler(lambda dev=dev: net.port_tx_bytes(dev), 0.05)
+        samplers[h].start()
+    procs = {}
+    for h in hosts:
+        chost, cport = net.origin_url(h).split("//", 1)[1].rsplit(":", 1)
+        procs[h] = net.popen(h, [sys.executable, "-m", "testbed.emulation.flow", "recv",
+                                 "--host", chost, "--port", cport, "--t0", repr(t0),
+                                 "--duration-s", str(duration_s),
+                                 "--out", str(Path(workdir) / f"flow-{h}.json")])
+    rcs = {h: p.wait(duration_s + lead_s + 60) for h, p in procs.items()}
+    for s in samplers.values():
+        s.stop()
+    params = {x["dev"]: x for x in net.applied_link_params()["links"]}
+    out, n, w = [], int(duration_s), int(warmup_s)
+    for k, h in enumerate(hosts):
+        f = Path(workdir) / f"flow-{h}.json"
+        if rcs[h] != 0 or not f.exists():
+            raise RuntimeError(f"flow receiver on {h} failed (exit {rcs[h]})")
+        d = json.loads(f.read_text())
+        goodput = per_second(d["bytes"], d["bin_s"])[:n]
+        wire = samplers[h].per_second(t0, n)
+        trace = traces[net.topology.player_link(h).trace]
+        target = trace_bytes_per_second(trace, n)
+        factor = params[ports[net.topology.player_link(h).trace]].get("rate_factor", 1.0)
+        out.append({"host": h, "trace": trace.name, "seconds": n,
+                    "mean_trace_mbps": float(target.mean() * 8 / 1e6),
+                    "goodput": errors(goodput[w:], target[w:]),
+                    "wire": errors(wire[w:], target[w:] * factor),
+                    "goodput_Bps": goodput.tolist(), "wire_Bps": wire.tolist(),
+                    "trace_Bps": target.tolist(), "rate_factor": factor})
+    return out

@@ -21,6 +21,9 @@ from testbed.emulation.replay import Port, ReplayThread, lag_summary, make_sched
 SUBNET = "10.200"
 ORIGIN_PORT = 8080
 OFFLOADS = ("tso", "gso", "gro")
+# Zero capacity becomes one frame per bin, but per second at most for fine (0.1-s) bins:
+# one frame per 0.1 s would add 0.12 Mbit/s to every outage second.
+ZERO_FLOOR_MIN_STEP_S = 1.0
 
 
 def mininet_available() -> str | None:
@@ -88,6 +91,11 @@ class MininetNet(OwnedNet):
         for s in topo.switches:
             L.add("bridge", name=self.dev_sw[s])
             self.nodes[s] = net.addSwitch(self.dev_sw[s], cls=LinuxBridge)
+            # A LinuxBridge node still runs a (root-namespace) shell: stop it like a host's.
+            sw = self.nodes[s]
+            L.add("host", remove=lambda n=sw: self._stop_host(n), pid=sw.shell.pid,
+                  start_time=process_start_time(sw.shell.pid), group=True,
+                  name=self.dev_sw[s], generic=s)
         for k, link in enumerate(topo.links):
             ia, ib = self.ifname[k]
             root_end = ia if link.a in self.dev_sw else ib if link.b in self.dev_sw else None
@@ -163,7 +171,8 @@ class MininetNet(OwnedNet):
 
     def _params(self, mbps: float, width_s: float, delay_ms: float) -> tc.ShapeParams:
         o = self.options
-        rate = tc.shaped_rate_bps(mbps, width_s, o.compensate_tcp_overhead)
+        rate = tc.shaped_rate_bps(mbps, max(width_s, ZERO_FLOOR_MIN_STEP_S),
+                                  o.compensate_tcp_overhead)
         return tc.ShapeParams(rate, tc.burst_bytes_for(rate, o.burst_bytes),
                               tc.queue_packets_for(rate, o.queue_packets, o.queue_ms),
                               delay_ms if self.netem else 0.0)
