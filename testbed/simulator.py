@@ -387,3 +387,113 @@ def simulate_experiment(cfg, out_dir=None, progress: bool = True, argv=None,
         raise
     finish(rd, True, "", plots, log)
     return rd.path
+
+
+# ----------------------------------------------------------------------------- content
+# The short-video challenge's own content (real per-chunk sizes of 7 videos at 750 / 1200 /
+# 1850 kbps, with each video's real retention curve), optionally with prompt
+# representations described by a ``PromptProfile``: for studies at scale and for the
+# headline comparison, where no pixel bytes are needed.
+
+CHALLENGE_LADDER_KBPS = (750, 1200, 1850)
+
+
+@dataclass(frozen=True)
+class PromptProfile:
+    """Prompt representation of every chunk: ``kbps`` of prompt data per content second,
+    plus ``first_chunk_extra_bytes`` in chunk 0 (the first frame's latent), quality
+    ``quality_mbps`` (H.264-equivalent), and decode seconds per 1-s chunk per device.
+    ``source`` says where the numbers come from (recorded in results)."""
+
+    name: str
+    kbps: float
+    first_chunk_extra_bytes: int
+    quality_mbps: float
+    decode_s: tuple[tuple[str, float], ...]
+    source: str = ""
+
+
+# Numbers and where they come from (docs/simulator.md). No decode of a prompt happens here:
+# these profiles describe hardware and models this machine lacks.
+PROMPT_PROFILES = {
+    # Published Promptus figures (REFERENCE.md): ~225 kbps at r=8, keyframe interval 10,
+    # 30 fps; first-frame latent ~66 KB, counted in chunk 0. Quality: "better than H.265 at
+    # the same very low bitrate"; taking H.265 ~2x as efficient as H.264, about H.264 at
+    # 450 kbps (an assumption: no H.264-equivalent figure is published).
+    "promptus-r8": PromptProfile(
+        "prompt/promptus/r8", 225.0, 66_000, 0.45, (("cpu", 0.81), ("npu", 0.1)),
+        "REFERENCE.md Promptus: 225 kbps at r=8, 66 KB first latent; q assumed = H.264 "
+        "450 kbps; decode: cpu 27 ms/frame x 30 (local model, measured here), npu 0.1 s "
+        "per chunk (assumed NPU-like, ~300 fps)"),
+}
+
+# Decode devices of a player and which of them decode prompts.
+DEVICE_PROFILES = {
+    "cpu-only": ("cpu",),
+    "npu-like": ("cpu", "npu"),
+}
+
+
+def challenge_content(root=None, prompt: PromptProfile | None = None,
+                      devices: Sequence[str] = ("cpu",), pixel_decode_s: float = 0.01):
+    """``{video id: (VideoSpec, WatchDist)}`` of the short-video challenge's 7 videos from
+    the trace directory (``short-video-challenge/video-sizes`` and ``user-retention``).
+
+    prompt: add this prompt representation (decodable on the ``devices`` its profile
+    names). pixel_decode_s: decode seconds of a pixel chunk on ``cpu``.
+    """
+    from pathlib import Path
+
+    from players.schedulers.base import RepInfo
+    from traces.paths import trace_dir
+    from traces.swipe import load_retention
+
+    base = Path(root) if root is not None else trace_dir()
+    if base is None:
+        raise SimulationError("the challenge content needs the trace directory (set "
+                              "PROMPTBED_TRACES or place shared/traces beside the checkout)")
+    sizes_dir = base / "short-video-challenge" / "video-sizes"
+    ret_dir = base / "short-video-challenge" / "user-retention"
+    if not sizes_dir.is_dir():
+        raise SimulationError(f"{sizes_dir}: missing (expected the challenge's video-sizes)")
+    out = {}
+    for vdir in sorted(p for p in sizes_dir.iterdir() if p.is_dir()):
+        reps = []
+        n = None
+        for level, kbps in enumerate(CHALLENGE_LADDER_KBPS):
+            f = vdir / f"video_size_{level}"
+            try:
+                sizes = tuple(int(x) for x in f.read_text().split())
+            except (OSError, ValueError) as exc:
+                raise SimulationError(f"{f}: expected one integer byte count a line ({exc})")
+            if n is not None and len(sizes) != n:
+                raise SimulationError(f"{f}: {len(sizes)} chunks, expected {n}")
+            n = len(sizes)
+            reps.append(RepInfo(f"pixel/h264/{kbps}", "pixel", float(kbps), sizes,
+                                (kbps / 1000.0,) * n, {"cpu": pixel_decode_s}))
+        if prompt is not None:
+            per_chunk = int(round(prompt.kbps * 1000 / 8))
+            sizes = (per_chunk + prompt.first_chunk_extra_bytes,) + (per_chunk,) * (n - 1)
+            dec = {d: s for d, s in prompt.decode_s if d in devices}
+            if dec:
+                reps.append(RepInfo(prompt.name, "prompt", prompt.kbps, sizes,
+                                    (prompt.quality_mbps,) * n, dec))
+        dist = load_retention(ret_dir / vdir.name, length_s=float(n))
+        spec = VideoSpec(vdir.name, float(n), 1.0, n, tuple(reps),
+                         tuple(float(x) for x in dist.pmf))
+        out[vdir.name] = (spec, dist)
+    return out
+
+
+def challenge_feed(length: int, seed: int, **content_kw):
+    """(specs, watch_s) of a ``length``-video feed over the challenge videos: order by
+    ``players.feed.feed_order``, watch times by ``traces.swipe.sample_watch_times`` from
+    the real retention curves (same seed -> same feed and swipes for every scheduler)."""
+    from players.feed import feed_order
+    from traces.swipe import sample_watch_times
+
+    content = challenge_content(**content_kw)
+    ids = feed_order(sorted(content), length, seed)
+    specs = [content[v][0] for v in ids]
+    watch = sample_watch_times([content[v][1] for v in ids], seed)
+    return specs, [float(w) for w in watch]

@@ -20,9 +20,13 @@ Model (documented in docs/promptpream.md):
 - Worth of having a chunk at all (``Candidate.worth``): ``P(played) * q - waste_weight *
   (1 - P(played)) * Mbit - download_weight * Mbit``; a chunk none of whose candidates is
   worth > 0 is not fetched. Value of this representation/device (``Candidate.value``):
-  worth - lam * P(played) * |q - q_prev| - mu * E[stall], E[stall] = E[max(0, ready -
-  need)] over the need-time distribution. ``Candidate.score`` adds the urgency ``mu * (E[stall |
-  ready + defer_s] - E[stall])``: what deferring it by one more download would cost.
+  worth - lam * P(played) * |q - q_prev| - drain - mu * E[stall], E[stall] = E[max(0,
+  ready - need)] over the need-time distribution, drain = mu * P(played) * max(0, own
+  transfer time - chunk_s) (link time beyond the chunk's duration is buffer the chunks
+  after it lose). It picks the representation and device of a chunk.
+- Which chunk (``Candidate.score``): value + mu * E[stall] (a stall that happens whatever is
+  chosen does not make a chunk less urgent) + the urgency ``mu * (E[stall | ready +
+  defer_s] - E[stall])``: what deferring it by one more download would cost.
 """
 
 from __future__ import annotations
@@ -258,10 +262,12 @@ class Context:
         switch = abs(q - qp) if qp is not None else 0.0
         worth = (p_played * q - p.waste_weight * (1.0 - p_played) * mbit
                  - p.download_weight * mbit)
-        value = worth - p.lam * p_played * switch - p.mu * stall
+        # Link time beyond the chunk's own duration drains the buffer of everything after.
+        drain = p.mu * p_played * max(0.0, mbit * 1e6 / self.rate_bps - v.chunk_s)
+        base = worth - p.lam * p_played * switch - drain
         urgency = p.mu * (self.expected_stall(i, chunk, ready + p.defer_s) - stall)
         return Candidate(i, v.position, chunk, rep, device, ready, p_played, mean, worth,
-                         value, value + urgency)
+                         base - p.mu * stall, base + urgency)
 
     def candidates(self, per_video: int = 1) -> list[Candidate]:
         """Every (chunk, representation, device) for the first ``per_video`` missing chunks of

@@ -2,9 +2,10 @@
 
 At each decision: every (chunk, representation, device) for the first missing chunk of
 each window video (``_costmodel.Context.candidates``), pruned by the same rules as
-``promptpream``; the candidate with the best score (expected QoE gain now, plus the urgency
-of not deferring it) among those worth having (positive expected quality net of expected
-waste) is fetched; nothing (``Wait``) when none is worth it. Deterministic: no randomness.
+``promptpream``. Of the chunks worth having (positive expected quality net of expected
+waste), each gets its representation/device of best value (quality minus switch, link
+drain and expected stall) and the chunk of best score (that value plus the urgency of not
+deferring it) is fetched; nothing (``Wait``) when no chunk is worth it. Deterministic: no randomness.
 """
 
 from __future__ import annotations
@@ -42,8 +43,14 @@ class GreedyCompute(Scheduler):
         cands = prune(ctx, ctx.candidates())
         if not cands:
             return Wait(self.params.wait_s)
-        worth = [c for c in cands if c.worth > 0]
-        if not worth:
+        per_chunk: dict[tuple[int, int], object] = {}
+        for c in cands:  # the representation/device of each chunk: best value
+            if c.worth <= 0:
+                continue
+            k = (c.position, c.chunk)
+            if k not in per_chunk or c.value > per_chunk[k].value:
+                per_chunk[k] = c
+        if not per_chunk:
             return Wait(self.params.wait_s)
-        best = max(worth, key=lambda c: c.score)
+        best = max(per_chunk.values(), key=lambda c: c.score)  # which chunk: best score
         return Download(best.position, best.chunk, best.rep.name, best.device)

@@ -83,6 +83,12 @@ class _Plan:
                                                          c.mbit),))
 
 
+def _best(cands: list[Candidate], k: int) -> list[Candidate]:
+    """The ``k`` candidates worth fetching with the best scores (stable order)."""
+    worth = [c for c in cands if c.worth > 0]
+    return sorted(worth, key=lambda c: -c.score)[:k]
+
+
 @register
 class PromptPream(Scheduler):
     name = "promptpream"
@@ -92,14 +98,21 @@ class PromptPream(Scheduler):
         """The cost model's parameters (``_costmodel.CostParams``) plus the search:
         depth: downloads planned per sequence. max_iterations: search iterations per
         decision. budget_ms: wall-time budget per decision, used only when time_budget is
-        true. exploration: UCB1 constant. wait_s: length of the root's Wait action."""
+        true. exploration: UCB1 constant. wait_s: length of the root's Wait action.
+        root_actions / child_actions: candidates kept at the root / below it, best
+        cost-model score first (progressive widening). users: sampled users per decision,
+        shared by all iterations (common random numbers: branches are compared on the
+        same users)."""
 
         depth: int = 3
-        max_iterations: int = 48
+        max_iterations: int = 64
         budget_ms: float = 20.0
         time_budget: bool = False
         exploration: float = 0.7
         wait_s: float = 0.25
+        root_actions: int = 8
+        child_actions: int = 4
+        users: int = 8
 
         def __post_init__(self) -> None:
             self.check("promptpream")
@@ -109,6 +122,9 @@ class PromptPream(Scheduler):
                 ("budget_ms", self.budget_ms > 0, "> 0"),
                 ("exploration", self.exploration >= 0, ">= 0"),
                 ("wait_s", self.wait_s > 0, "> 0"),
+                ("root_actions", self.root_actions >= 1, ">= 1"),
+                ("child_actions", self.child_actions >= 1, ">= 1"),
+                ("users", self.users >= 1, ">= 1"),
             ):
                 if not ok:
                     raise ValueError(f"scheduler 'promptpream': {name}: expected {what}, "
@@ -126,12 +142,17 @@ class PromptPream(Scheduler):
         cost = CostParams(**{f.name: getattr(pr, f.name)
                              for f in dataclasses.fields(CostParams)})
         ctx = Context(obs, cost)
-        root_cands = [c for c in prune(ctx, ctx.candidates()) if c.worth > 0]
+        root_cands = _best(prune(ctx, ctx.candidates()), pr.root_actions)
         self.last_iterations = 0
         if not root_cands:
             return Wait(pr.wait_s)
-        root = _Node(None, [_Node(None)] + [_Node(c) for c in root_cands])
+        if len(root_cands) == 1 and root_cands[0].ready_s <= root_cands[0].deadline_s:
+            c = root_cands[0]  # one on-time choice: nothing to search
+            return Download(c.position, c.chunk, c.rep.name, c.device)
+        root = _Node(None, [_Node(c) for c in root_cands] + [_Node(None)])
         self._known = self._known_ready(ctx)
+        self._users = [[self._sample_watch(ctx, i) for i in range(len(ctx.videos))]
+                       for _ in range(pr.users)]
         base = _Plan(ctx.backlog_s(), {})
         lo, hi = math.inf, -math.inf
         deadline = time.perf_counter() + pr.budget_ms / 1000.0 if pr.time_budget else math.inf
@@ -159,8 +180,9 @@ class PromptPream(Scheduler):
                         + pr.exploration * math.sqrt(logn / ch.visits)))
                 path.append(child)
                 node = child
-                if child.action is None:  # Wait: the plan stops here
+                if child.action is None:  # Wait: the link idles, then the default goes on
                     node.children = []
+                    plan = _Plan(plan.link_s + pr.wait_s, plan.dev_s, plan.planned)
                     break
                 plan = plan.add(ctx, child.action, first=depth == 0)
                 depth += 1
@@ -168,7 +190,7 @@ class PromptPream(Scheduler):
                     if depth >= pr.depth:
                         node.children = []
                     break
-            reward = self._rollout(ctx, plan)
+            reward = self._rollout(ctx, plan, self._users[it % pr.users])
             lo, hi = min(lo, reward), max(hi, reward)
             for n in path:
                 n.visits += 1
@@ -198,7 +220,7 @@ class PromptPream(Scheduler):
                     dl = plan.link_s + rep.chunk_bytes[c] * 8.0 / ctx.rate_bps
                     ready = max(dl, plan.dev_s.get(dev, 0.0)) + rep.decode_s.get(dev, 0.0)
                     out.append(ctx.candidate(i, c, rep, dev, ready))
-        return [c for c in prune(ctx, out) if c.worth > 0]
+        return _best(prune(ctx, out), self.params.child_actions)
 
     # ------------------------------------------------------------------ rollout
     def _known_ready(self, ctx: Context) -> dict:
@@ -253,7 +275,7 @@ class PromptPream(Scheduler):
                 return lo + self.rng.random() * max(hi - lo, 0.0)
         return v.duration_s
 
-    def _rollout(self, ctx: Context, plan: _Plan) -> float:
+    def _rollout(self, ctx: Context, plan: _Plan, watch: list[float]) -> float:
         p = ctx.p
         planned = {(x.index, x.chunk): x for x in plan.planned}
         known = self._known
@@ -264,7 +286,7 @@ class PromptPream(Scheduler):
         wasted_mbit = 0.0
         credited = set()
         for i, v in enumerate(ctx.videos):
-            w = self._sample_watch(ctx, i)
+            w = watch[i]
             for (pi, pc), x in planned.items():
                 if pi == i and pc * v.chunk_s >= w:
                     wasted_mbit += x.mbit
