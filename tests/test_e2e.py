@@ -60,8 +60,18 @@ def e2e_config(catalog: Path, backend: str, duration_s: float = 20.0) -> dict:
     }
 
 
-def descendants() -> set[int]:
-    return {p.pid for p in psutil.Process().children(recursive=True)}
+def descendants() -> dict[int, str]:
+    out = {}
+    for p in psutil.Process().children(recursive=True):
+        try:
+            out[p.pid] = " ".join(p.cmdline()[:4])
+        except psutil.Error:
+            pass
+    return out
+
+
+def leftovers(before: dict[int, str]) -> dict[int, str]:
+    return {pid: cmd for pid, cmd in descendants().items() if pid not in before}
 
 
 def check_run(path: Path, backend: str) -> None:
@@ -106,7 +116,7 @@ def test_userspace_two_players_two_schedulers(catalog, tmp_path):
     cfg = config_from_dict(e2e_config(catalog, "userspace"), "<e2e>")
     path = run_experiment(cfg, tmp_path, backend="userspace", progress=False)
     check_run(path, "userspace")
-    assert descendants() <= before  # origin, players, relays: all gone
+    assert not leftovers(before)  # origin, players, relays: all gone
 
 
 @pytest.mark.root
@@ -119,7 +129,7 @@ def test_mininet_two_players_two_schedulers(catalog, tmp_path):
     cfg = config_from_dict(e2e_config(catalog, "mininet"), "<e2e>")
     path = run_experiment(cfg, tmp_path, backend="mininet", progress=False)
     check_run(path, "mininet")
-    assert descendants() <= before
+    assert not leftovers(before)
     tag = path.name[-4:]
     after = _net_names()
     assert tag not in after.replace(links_before, ""), "interfaces/namespaces of the run remain"
