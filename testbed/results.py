@@ -18,16 +18,15 @@ logs under ``events_path``/``resources_path``, then ``write_summary`` and
 ``mark_complete``. An interrupted run stays ``complete: false`` and keeps its files.
 Readers (``testbed compare``, plots) use ``open_run`` and never touch a live system.
 
-Resource samples (one JSON object a line) carry at least ``t_s`` and, when known,
-``cpu_s`` (cumulative CPU seconds of the player process) and ``rss_mb`` (or ``rss_bytes``);
-``resource_totals`` turns them into the summary's ``cpu_s`` / ``peak_rss_mb``.
+Resource samples: one JSON object a line, the schema of ``players.resources`` (``t_s``,
+``cpu_s`` cumulative, ``rss_mb``, ``net``...); ``resource_totals`` turns them into the
+summary's ``cpu_s`` / ``peak_rss_mb``.
 """
 
 from __future__ import annotations
 
 import csv
 import json
-import math
 import os
 import re
 import secrets
@@ -75,19 +74,12 @@ def _write_json_atomic(path: Path, obj: Any) -> None:
 
 
 def resource_totals(samples: Iterable[Mapping]) -> dict:
-    """{"cpu_s", "peak_rss_mb"} from psutil samples; NaN for what the samples lack."""
-    cpu_s = float("nan")
-    rss_mb = float("nan")
-    for s in samples:
-        if "cpu_s" in s and s["cpu_s"] is not None:
-            v = float(s["cpu_s"])
-            cpu_s = v if math.isnan(cpu_s) else max(cpu_s, v)
-        rss = s.get("rss_mb")
-        if rss is None and s.get("rss_bytes") is not None:
-            rss = float(s["rss_bytes"]) / 2**20
-        if rss is not None:
-            rss_mb = float(rss) if math.isnan(rss_mb) else max(rss_mb, float(rss))
-    return {"cpu_s": cpu_s, "peak_rss_mb": rss_mb}
+    """{"cpu_s", "peak_rss_mb"} from psutil samples (``players.resources.totals``, the one
+    reduction of the sampler's log); NaN when there are none."""
+    from players.resources import totals
+
+    t = totals(samples)
+    return {"cpu_s": t["cpu_s"], "peak_rss_mb": t["peak_rss_mb"]}
 
 
 def _read_jsonl(path: Path) -> list[dict]:

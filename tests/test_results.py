@@ -111,7 +111,8 @@ def test_torn_last_line_is_tolerated_but_corruption_is_not(tmp_path):
 
 
 def test_resource_totals_and_missing():
-    t = resource_totals([{"t_s": 0, "cpu_s": 1.0, "rss_bytes": 2**21}, {"t_s": 1, "cpu_s": 3.0}])
+    t = resource_totals([{"t_s": 0, "cpu_s": 1.0, "rss_mb": 2.0},
+                         {"t_s": 1, "cpu_s": 3.0, "rss_mb": 1.5}])
     assert t == {"cpu_s": 3.0, "peak_rss_mb": 2.0}
     t = resource_totals([])
     assert math.isnan(t["cpu_s"]) and math.isnan(t["peak_rss_mb"])
