@@ -339,6 +339,9 @@ class Run:
 
     def execute(self) -> Path:
         cfg = self.cfg
+        from testbed.emulation import resolve_backend
+
+        self.backend_used = resolve_backend(self.backend)
         cat = ensure_catalog(cfg, self.progress)
         feeds = player_feeds(cfg, cat)
         labels = [e.display for e in cfg.schedulers]
@@ -347,7 +350,7 @@ class Run:
         meta = {
             "run_id": self.run_id, "name": cfg.name, "kind": "emulation",
             "config": to_dict(cfg), "config_source": cfg.source, "seed": cfg.seed,
-            "mode": cfg.mode, "backend_requested": self.backend, "backend": "",
+            "mode": cfg.mode, "backend_requested": self.backend, "backend": self.backend_used,
             "schedulers": labels, "catalog": {"dir": str(cat),
                                               "hash": provenance.catalog_hash(cat)},
             "traces": [t.describe() for t in traces], "feeds": [{k: f[k] for k in ("videos", "watch_s", "swipe") if k in f} for f in feeds],
@@ -377,9 +380,9 @@ class Run:
         cfg = self.cfg
         sched = {e.display: e for e in cfg.schedulers}
         label = ",".join(dict.fromkeys(p.label for p in players))
-        self.log(f"[{label}] building topology ({self.backend}, {len(players)} players)")
+        self.log(f"[{label}] building topology ({self.backend_used}, {len(players)} players)")
         with self._open_backend(traces, tag) as net:
-            self.backend_used = getattr(net, "kind", self.backend)
+            self.backend_used = getattr(net, "kind", self.backend_used)
             hosts = list(net.player_hosts)
             for k, p in enumerate(players):
                 p.host = hosts[k]

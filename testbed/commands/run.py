@@ -37,6 +37,7 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from testbed.config import ConfigError, load_config
+    from testbed.emulation import BackendError
     from testbed.report import compare_rows, format_table
     from testbed.results import ResultsError, open_run
     from testbed.run import RunError, run_experiment
@@ -48,7 +49,7 @@ def run(args) -> int:
     try:
         path = run_experiment(cfg, args.out, backend=args.backend, progress=not args.quiet,
                               argv=["testbed", *sys.argv[1:]], plots=not args.no_plots)
-    except (RunError, ResultsError) as exc:
+    except (RunError, ResultsError, BackendError) as exc:
         raise UserError(str(exc)) from None
     rd = open_run(path)
     print(format_table(compare_rows([rd])))
