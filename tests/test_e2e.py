@@ -32,7 +32,8 @@ from testbed.results import open_run
 REPO = Path(__file__).resolve().parent.parent
 NEEDED = ("players.feed", "players.__main__", "testbed.emulation", "players.schedulers.fixed")
 MISSING = [m for m in NEEDED if importlib.util.find_spec(m) is None]
-pytestmark = pytest.mark.skipif(bool(MISSING), reason=f"run path incomplete: {MISSING} missing")
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(bool(MISSING), reason=f"run path incomplete: {MISSING} missing")]
 
 SLACK_BYTES = 300_000
 SLACK_RATIO = 1.10
