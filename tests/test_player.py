@@ -285,3 +285,52 @@ def test_config_errors_name_the_field(tmp_path):
             config_from_dict({**base, **over}, "p.json")
     cfg = config_from_dict(base)
     assert cfg.max_parallel == 2 and cfg.scheduler == "test-sequential"
+
+
+def test_swipe_cancels_useless_downloads_partial_bytes_are_waste(origin, tmp_path):
+    """A real aiohttp proxy in front of the origin trickles chunk bodies (4 KiB / 100 ms), so
+    downloads of the first video are still in flight when the user swipes at 0.2 s."""
+    import aiohttp
+    from aiohttp import web
+
+    async def proxy(request):
+        async with aiohttp.ClientSession() as s, s.get(origin.url + request.path) as r:
+            body = await r.read()
+            if "/pixel/" not in request.path:
+                return web.Response(body=body, status=r.status,
+                                    content_type=r.content_type)
+        resp = web.StreamResponse()
+        resp.content_length = len(body)
+        await resp.prepare(request)
+        for i in range(0, len(body), 4096):
+            await resp.write(body[i:i + 4096])
+            await asyncio.sleep(0.1)
+        return resp
+
+    async def main():
+        app = web.Application()
+        app.router.add_get("/{tail:.*}", proxy)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+        try:
+            cfg = _config(url, tmp_path)
+            cfg["session"]["duration_s"] = 3.0
+            cfg["feed"] = {"videos": ["v000", "v001"], "watch_s": [0.2, 3.0]}
+            return await Player(config_from_dict(cfg)).run()
+        finally:
+            await runner.cleanup()
+
+    summary = asyncio.run(main())
+    ev = read_events(tmp_path / "events.jsonl")
+    cancels = [e for e in ev if e["event"] == "download_cancel" and e["reason"] == "swiped"]
+    assert cancels and all(e["position"] == 0 for e in cancels)
+    total = {(e["position"], e["chunk"]): e["bytes_total"]
+             for e in ev if e["event"] == "download_start"}
+    assert all(0 <= e["bytes"] < total[(0, e["chunk"])] for e in cancels)
+    assert any(e["bytes"] > 0 for e in cancels)
+    swipe_t = next(e["t_s"] for e in ev if e["event"] == "swipe")
+    assert all(e["t_s"] - swipe_t < 0.1 for e in cancels)
+    partial = sum(e["bytes"] for e in cancels)
+    assert summary["bytes_wasted"] >= partial > 0
