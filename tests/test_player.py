@@ -334,3 +334,18 @@ def test_swipe_cancels_useless_downloads_partial_bytes_are_waste(origin, tmp_pat
     assert all(e["t_s"] - swipe_t < 0.1 for e in cancels)
     partial = sum(e["bytes"] for e in cancels)
     assert summary["bytes_wasted"] >= partial > 0
+
+
+def test_profile_decode_mode_holds_to_the_measured_cost(origin, catalog, tmp_path):
+    """decode = "profile": no PyAV work, each decode held to the manifest's measured cost."""
+    cfg = _config(origin.url, tmp_path, decode="profile")
+    cfg["session"]["duration_s"] = 2.0
+    cfg["feed"] = {"videos": ["v000", "v001"], "watch_s": [3.0, 3.0]}
+    summary = asyncio.run(Player(config_from_dict(cfg)).run())
+    ev = read_events(tmp_path / "events.jsonl")
+    dec = [e for e in ev if e["event"] == "decode_done"]
+    cost = mf.load_catalog(catalog).load_video("v000").representation(
+        "pixel/h264/200").decode_cost["cpu"].s_per_chunk_mean
+    assert dec and all(e["work_s"] == 0 and e["frames"] == 30 for e in dec)
+    assert all(e["decode_s"] >= cost - 1e-3 for e in dec if e["position"] == 0)
+    assert summary["end_reason"] == "duration"
