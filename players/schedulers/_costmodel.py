@@ -31,6 +31,7 @@ Model (documented in docs/promptpream.md):
 
 from __future__ import annotations
 
+import bisect
 import math
 from dataclasses import dataclass
 
@@ -114,6 +115,8 @@ class Context:
         self.start = self._start_dists()
         self._dev = {d.name: d for d in obs.devices}
         self._need: dict[tuple[int, int], tuple] = {}
+        self._stall_tab: dict[tuple[int, int], tuple] = {}
+        self._flying = {(f.position, f.chunk) for f in obs.in_flight}
 
     # ---------------------------------------------------------------- swipes
     def remaining_watch(self, i: int) -> np.ndarray:
@@ -180,10 +183,20 @@ class Context:
         return hit
 
     def expected_stall(self, i: int, chunk: int, ready_s: float) -> float:
-        t, pr, _, _, _ = self.need(i, chunk)
-        if not len(t):
+        """E[max(0, ready_s - need)] (need times within the horizon only)."""
+        tab = self._stall_tab.get((i, chunk))
+        if tab is None:
+            t, pr, _, _, _ = self.need(i, chunk)
+            times = t.tolist()
+            cum_p = np.cumsum(pr).tolist()
+            cum_pt = np.cumsum(pr * t).tolist()
+            tab = (times, cum_p, cum_pt)
+            self._stall_tab[(i, chunk)] = tab
+        times, cum_p, cum_pt = tab
+        k = bisect.bisect_left(times, ready_s)  # need times strictly before ready_s
+        if k == 0:
             return 0.0
-        return float((np.maximum(ready_s - t, 0.0) * pr).sum())
+        return max(ready_s * cum_p[k - 1] - cum_pt[k - 1], 0.0)
 
     # ---------------------------------------------------------------- timing
     def download_s(self, bytes_: int) -> float:
@@ -231,13 +244,18 @@ class Context:
         return start + rep.decode_s.get(device, 0.0)
 
     # ---------------------------------------------------------------- candidates
-    def missing_chunks(self, i: int, skip: frozenset = frozenset()) -> list[int]:
+    def missing_chunks(self, i: int, skip: frozenset = frozenset(),
+                       limit: int | None = None) -> list[int]:
+        """Chunks of window video ``i`` from its play position on that are neither
+        downloaded, in flight nor in ``skip`` ((index, chunk) pairs); at most ``limit``."""
         v = self.videos[i]
         out = []
         for c in range(self.first[i], v.n_chunks):
-            if c in v.downloaded or self.obs.is_in_flight(v.position, c) or (i, c) in skip:
+            if c in v.downloaded or (v.position, c) in self._flying or (i, c) in skip:
                 continue
             out.append(c)
+            if limit is not None and len(out) >= limit:
+                break
         return out
 
     def prev_quality(self, i: int, chunk: int) -> float | None:
@@ -274,7 +292,7 @@ class Context:
         each window video, before pruning, in a stable order."""
         out = []
         for i, v in enumerate(self.videos):
-            for c in self.missing_chunks(i)[:per_video]:
+            for c in self.missing_chunks(i, limit=per_video):
                 for rep in v.representations:
                     for dev in self.devices_for(rep):
                         out.append(self.candidate(i, c, rep, dev))

@@ -151,6 +151,11 @@ class PromptPream(Scheduler):
             return Download(c.position, c.chunk, c.rep.name, c.device)
         root = _Node(None, [_Node(c) for c in root_cands] + [_Node(None)])
         self._known = self._known_ready(ctx)
+        self._low = []  # the default continuation's representation per video
+        for v in ctx.videos:
+            low = next((r for r in v.representations if r.kind == "pixel"),
+                       v.representations[0])
+            self._low.append((low, min(low.decode_s.values(), default=0.0)))
         self._users = [[self._sample_watch(ctx, i) for i in range(len(ctx.videos))]
                        for _ in range(pr.users)]
         base = _Plan(ctx.backlog_s(), {})
@@ -211,7 +216,7 @@ class PromptPream(Scheduler):
         skip = plan.keys()
         out = []
         for i, v in enumerate(ctx.videos):
-            missing = ctx.missing_chunks(i, skip)
+            missing = ctx.missing_chunks(i, skip, limit=1)
             if not missing:
                 continue
             c = missing[0]
@@ -290,11 +295,7 @@ class PromptPream(Scheduler):
             for (pi, pc), x in planned.items():
                 if pi == i and pc * v.chunk_s >= w:
                     wasted_mbit += x.mbit
-            low = v.representations[0]
-            for r in v.representations:
-                if r.kind == "pixel":
-                    low = r
-                    break
+            low, low_dec = self._low[i]
             video_on = t
             prev_q = None
             c = ctx.first[i]
@@ -307,7 +308,7 @@ class PromptPream(Scheduler):
                     ready, q = known[(i, c)]
                 else:
                     cursor = max(cursor, video_on) + low.chunk_bytes[c] * 8.0 / ctx.rate_bps
-                    ready = cursor + min(low.decode_s.values(), default=0.0)
+                    ready = cursor + low_dec
                     q = low.chunk_quality_mbps[c]
                 if ready > t:
                     stall += ready - t
