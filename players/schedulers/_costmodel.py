@@ -219,6 +219,15 @@ class Context:
                 busy += self.queued_decode_s(device, p, c)
         return busy
 
+    def device_backlog_s(self, device: str) -> float:
+        """When ``device`` has decoded everything it holds now (s from now)."""
+        d = self._dev.get(device)
+        if d is None:
+            return 0.0
+        busy = max(d.busy_until_s - self.obs.t_s, 0.0)
+        queued = d.queued[1:] if busy > 0 else d.queued
+        return busy + sum(self.queued_decode_s(device, p, c) for p, c in queued)
+
     def queued_decode_s(self, device: str, position: int, chunk: int) -> float:
         try:
             v = self.obs.video(position)

@@ -20,8 +20,12 @@ of a later video may go before chunk k of an earlier one). The root also has ``W
   screen). Reward = played quality - mu * stall - lam * switches - waste_weight * Mbit of
   planned chunks the sampled user never plays - download_weight * planned Mbit; planned
   chunks played beyond the horizon earn their quality above the default's.
-- Selection: UCB1 on rewards normalised by the range seen so far; the answer is the most
-  visited root child (ties: higher mean, then candidate order).
+- Selection: UCB1 on rewards normalised by the range seen so far. Every node below the
+  root has a "stop" child (the plan ends, the default continuation goes on), tried first,
+  so a branch is never judged worse than its own prefix. The k-th evaluation of any node
+  uses sampled user k (common random numbers). The answer is the root child of highest
+  value, a node's value being its best visited child's (max backup) or, at a leaf, its mean
+  reward (ties: more visits, then candidate order).
 - Budget: at most ``max_iterations`` iterations; with ``time_budget = true`` also at most
   ``budget_ms`` of wall time. By default only the iteration count limits the search, so a
   decision depends on the observation and the seed only (bit-identical reruns).
@@ -83,6 +87,18 @@ class _Plan:
                                                          c.mbit),))
 
 
+_STOP = object()  # below the root: plan no further downloads
+
+
+def _value(n: _Node) -> float:
+    """A node's value: its best visited child's (the plan may stop anywhere), or its own
+    mean reward at a leaf."""
+    kids = [ch for ch in (n.children or ()) if ch.visits]
+    if not kids:
+        return n.total / n.visits if n.visits else -math.inf
+    return max(_value(ch) for ch in kids)
+
+
 def _best(cands: list[Candidate], k: int) -> list[Candidate]:
     """The ``k`` candidates worth fetching with the best scores (stable order)."""
     worth = [c for c in cands if c.worth > 0]
@@ -133,6 +149,7 @@ class PromptPream(Scheduler):
     def __init__(self, params=None, seed: int = 0) -> None:
         super().__init__(params, seed)
         self.last_iterations = 0
+        self._device_of: dict[tuple[int, int], str] = {}  # decode device we asked for
 
     # ------------------------------------------------------------------ decide
     def decide(self, obs: Observation) -> Action:
@@ -147,8 +164,7 @@ class PromptPream(Scheduler):
         if not root_cands:
             return Wait(pr.wait_s)
         if len(root_cands) == 1 and root_cands[0].ready_s <= root_cands[0].deadline_s:
-            c = root_cands[0]  # one on-time choice: nothing to search
-            return Download(c.position, c.chunk, c.rep.name, c.device)
+            return self._download(root_cands[0])  # one on-time choice: nothing to search
         root = _Node(None, [_Node(c) for c in root_cands] + [_Node(None)])
         self._known = self._known_ready(ctx)
         self._low = []  # the default continuation's representation per video
@@ -158,7 +174,8 @@ class PromptPream(Scheduler):
             self._low.append((low, min(low.decode_s.values(), default=0.0)))
         self._users = [[self._sample_watch(ctx, i) for i in range(len(ctx.videos))]
                        for _ in range(pr.users)]
-        base = _Plan(ctx.backlog_s(), {})
+        base = _Plan(ctx.backlog_s(), {d.name: ctx.device_backlog_s(d.name)
+                                        for d in obs.devices})
         lo, hi = math.inf, -math.inf
         deadline = time.perf_counter() + pr.budget_ms / 1000.0 if pr.time_budget else math.inf
         for it in range(pr.max_iterations):
@@ -171,7 +188,9 @@ class PromptPream(Scheduler):
             # selection / expansion
             while True:
                 if node.children is None:
-                    node.children = [_Node(c) for c in self._expand(ctx, plan)]
+                    # "stop": the plan ends here and the default continuation goes on, so
+                    # a branch is never worse than its own prefix
+                    node.children = [_Node(_STOP)] + [_Node(c) for c in self._expand(ctx, plan)]
                 if not node.children:
                     break
                 untried = [ch for ch in node.children if ch.visits == 0]
@@ -189,24 +208,35 @@ class PromptPream(Scheduler):
                     node.children = []
                     plan = _Plan(plan.link_s + pr.wait_s, plan.dev_s, plan.planned)
                     break
+                if child.action is _STOP:
+                    node.children = []
+                    break
                 plan = plan.add(ctx, child.action, first=depth == 0)
                 depth += 1
                 if depth >= pr.depth or child.visits == 0:
                     if depth >= pr.depth:
                         node.children = []
                     break
-            reward = self._rollout(ctx, plan, self._users[it % pr.users])
+            # common random numbers: the k-th evaluation of any node meets user k
+            reward = self._rollout(ctx, plan, self._users[path[-1].visits % pr.users])
             lo, hi = min(lo, reward), max(hi, reward)
             for n in path:
                 n.visits += 1
                 n.total += reward
             self.last_iterations = it + 1
+        self.last_root = [(ch.action, ch.visits, _value(ch)) for ch in root.children]
         order = {id(ch): k for k, ch in enumerate(root.children)}
-        best = max(root.children, key=lambda ch: (
-            ch.visits, ch.total / ch.visits if ch.visits else -math.inf, -order[id(ch)]))
+        best = max((ch for ch in root.children if ch.visits), key=lambda ch: (
+            _value(ch), ch.visits, -order[id(ch)]))
         if best.action is None:
             return Wait(pr.wait_s)
-        c = best.action
+        return self._download(best.action)
+
+    def _download(self, c: Candidate) -> Download:
+        if len(self._device_of) > 4096:  # forget downloads long done
+            self._device_of = {k: v for k, v in self._device_of.items()
+                               if k[0] >= c.position - 8}
+        self._device_of[(c.position, c.chunk)] = c.device
         return Download(c.position, c.chunk, c.rep.name, c.device)
 
     # ------------------------------------------------------------------ tree
@@ -250,7 +280,7 @@ class PromptPream(Scheduler):
                 if f is None:
                     continue
                 rep = v.rep(f.representation)
-                dev = ctx.devices_for(rep)[0]
+                dev = self._device_of.get((v.position, c)) or ctx.devices_for(rep)[0]
                 dl = ctx.download_s(max(f.bytes_total - f.bytes_done, 0)) \
                     if f.bytes_total > f.bytes_done else 0.0
                 ready = max(dl, ctx.device_free_s(dev, v.position, c)) + rep.decode_s.get(dev, 0.0)
