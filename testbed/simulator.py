@@ -21,7 +21,9 @@ apart except by the link and decode timings:
 The link (``LinkModel``) is a trace-driven bottleneck shared by the active downloads in
 equal parts (processor sharing), computed exactly with ``Trace.time_to_send`` /
 ``Trace.bits_between``: no time stepping. A download first waits ``request_latency_s``
-(request RTT and server time; no capacity used), then receives its bytes. Nothing here
+(request RTT and server time) and, with ``queue_bytes``, until the data already queued
+at the bottleneck for the other downloads has left (no capacity used meanwhile), then
+receives its share. Nothing here
 is random: the only randomness is the scheduler's own seeded ``rng`` and the feed's
 sampled watch times, so the same inputs give bit-identical event logs.
 """
@@ -53,6 +55,10 @@ class SimSettings:
     devices: decode devices (first: default for pixel chunks).
     request_latency_s: time from a request to its first byte (s); the flow uses no link
         capacity meanwhile (RTT plus server time; 0 = an ideal link).
+    queue_bytes: bottleneck queue (bytes). A new download's first byte also waits until
+        the queued data of the downloads already running has left: min(queue_bytes,
+        their bytes still to come) at the link's rate (a FIFO queue in front of a fair
+        share; 0 = pure processor sharing).
     decode_scale: multiplies every decode time of the profile (1 = the profile as is).
     max_events: safety limit on loop iterations (a scheduler that never lets time pass).
     """
@@ -65,6 +71,7 @@ class SimSettings:
     initial_throughput_bps: float = 1e6
     devices: tuple[str, ...] = ("cpu",)
     request_latency_s: float = 0.0
+    queue_bytes: int = 0
     decode_scale: float = 1.0
     max_events: int = 10_000_000
 
@@ -73,8 +80,8 @@ class SimSettings:
             raise ValueError(f"session_s: expected a finite number > 0, got {self.session_s}")
         if self.decide_interval_s <= 0:
             raise ValueError(f"decide_interval_s: expected > 0, got {self.decide_interval_s}")
-        if self.request_latency_s < 0 or self.decode_scale < 0:
-            raise ValueError("request_latency_s and decode_scale must be >= 0")
+        if self.request_latency_s < 0 or self.decode_scale < 0 or self.queue_bytes < 0:
+            raise ValueError("request_latency_s, queue_bytes and decode_scale must be >= 0")
 
 
 @dataclass
@@ -97,13 +104,19 @@ class LinkModel:
     that session time 0 maps to.
     """
 
-    def __init__(self, trace, t0_s: float = 0.0) -> None:
+    def __init__(self, trace, t0_s: float = 0.0, queue_bytes: int = 0) -> None:
         self.trace = trace
         self.t0_s = t0_s
+        self.queue_bits = queue_bytes * 8.0
         self.flows: dict[tuple[int, int], _Flow] = {}
 
     def add(self, key: tuple[int, int], size_bytes: int, now_s: float, latency_s: float) -> None:
-        self.flows[key] = _Flow(key, float(size_bytes) * 8.0, now_s + latency_s)
+        start = now_s + latency_s
+        if self.queue_bits > 0:
+            ahead = min(self.queue_bits, sum(f.bits_left for f in self.flows.values()))
+            if ahead > 0:
+                start = max(start, self.trace.time_to_send(self.t0_s + now_s, ahead) - self.t0_s)
+        self.flows[key] = _Flow(key, float(size_bytes) * 8.0, start)
 
     def remove(self, key: tuple[int, int]) -> int:
         """Drop a flow; returns the whole bytes it had received."""
@@ -180,7 +193,7 @@ def simulate_session(
         max_parallel=s.max_parallel, session_s=s.session_s,
         initial_throughput_bps=s.initial_throughput_bps,
     )
-    link = LinkModel(trace, trace_t0_s)
+    link = LinkModel(trace, trace_t0_s, s.queue_bytes)
     decoding: dict[str, float] = {}  # device -> decode end time
     wait_until = -math.inf
     last_current = model.current
@@ -294,12 +307,15 @@ def settings_from_config(cfg) -> SimSettings:
     latency = sim.request_latency_s
     if latency is None:
         latency = 2.0 * cfg.network.delay_ms / 1000.0
+    queue = sim.queue_bytes
+    if queue is None:
+        queue = cfg.network.queue_packets * 1500
     return SimSettings(
         session_s=s.duration_s, window=s.window, max_parallel=s.max_parallel,
         cancel_useless=s.cancel_useless, decide_interval_s=s.decide_interval_s,
         initial_throughput_bps=s.initial_throughput_mbps * 1e6,
         devices=tuple(cfg.players.devices), request_latency_s=latency,
-        decode_scale=sim.decode_scale,
+        queue_bytes=queue, decode_scale=sim.decode_scale,
     )
 
 
@@ -347,8 +363,10 @@ def simulate_experiment(cfg, out_dir=None, progress: bool = True, argv=None,
         "feeds": [{k: f[k] for k in ("videos", "watch_s", "swipe") if k in f} for f in feeds],
         "device_profile": cfg.players.device_profile, "devices": list(cfg.players.devices),
         "simulator": {"request_latency_s": settings.request_latency_s,
+                      "queue_bytes": settings.queue_bytes,
                       "decode_scale": settings.decode_scale,
-                      "link": "processor sharing of the trace capacity, exact"},
+                      "link": "processor sharing of the trace capacity, exact; first byte "
+                              "after request latency and the queued bytes ahead"},
         **provenance.collect(argv),
     }
     rd = RunDir.create(Path(out_dir) if out_dir is not None else DEFAULT_RESULTS, run_id, meta)

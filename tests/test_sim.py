@@ -134,3 +134,23 @@ def test_same_inputs_bit_identical_events():
                                         SimSettings(session_s=40, request_latency_s=0.02)))
             for _ in range(2)]
     assert runs[0] == runs[1]
+
+
+def test_queue_model_first_byte_waits_behind_queued_bytes():
+    # 2 Mbit/s, a 25,000-B (0.2 Mbit) queue: a download started next to a running 1-Mbit
+    # one gets its first byte after 0.1 s, then shares: 0.1 Mbit more at 1 Mbit/s.
+    link = LinkModel(constant(2.0), queue_bytes=25_000)
+    link.add((0, 0), 125_000, 0.0, 0.0)
+    link.add((0, 1), 12_500, 0.0, 0.0)
+    t = link.next_event_s(0.0)
+    assert t == pytest.approx(0.1)
+    assert link.advance(0.0, t) == []
+    assert link.bytes_done((0, 0)) == 25_000 and link.bytes_done((0, 1)) == 0
+    t2 = link.next_event_s(t)
+    assert t2 == pytest.approx(0.2)
+    assert link.advance(t, t2) == [(0, 1)]
+    # without a queue both share from the start: the small one ends at 0.1 s
+    link = LinkModel(constant(2.0))
+    link.add((0, 0), 125_000, 0.0, 0.0)
+    link.add((0, 1), 12_500, 0.0, 0.0)
+    assert link.next_event_s(0.0) == pytest.approx(0.1)
