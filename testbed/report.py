@@ -215,8 +215,11 @@ def plot_stall_vs_waste(groups, out: Path, multi: bool) -> Path:
     ax.set_xlabel("wasted bytes per player (MB)")
     ax.set_ylabel("stall time per player (s)")
     ax.set_title("Stall vs waste (dots: players; big: mean ± sd)\nbetter: towards the origin")
-    ax.set_xlim(left=0)
-    ax.set_ylim(bottom=0)
+    # Start just below zero so players with no stall or no waste stay visible.
+    top = max(ax.get_ylim()[1], 0.1)
+    right = max(ax.get_xlim()[1], 0.1)
+    ax.set_ylim(-0.04 * top, top)
+    ax.set_xlim(-0.03 * right, right)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
