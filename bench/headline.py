@@ -40,10 +40,14 @@ def _one(job: tuple) -> dict:
                                    challenge_feed, simulate_session)
     from traces.paths import open_trace
 
-    profile, prompt, trace_spec, t_index, scheduler, session_s, seed = job
+    import dataclasses
+
+    profile, prompt, quality, trace_spec, t_index, scheduler, session_s, seed = job
     devices = DEVICE_PROFILES[profile]
-    specs, watch = challenge_feed(400, seed * 1000 + t_index, prompt=PROMPT_PROFILES[prompt],
-                                  devices=devices)
+    pp = PROMPT_PROFILES[prompt]
+    if quality is not None:
+        pp = dataclasses.replace(pp, quality_mbps=quality)
+    specs, watch = challenge_feed(400, seed * 1000 + t_index, prompt=pp, devices=devices)
     trace = open_trace(trace_spec)
     t0 = time.perf_counter()
     ev = simulate_session(specs, watch, trace, create(scheduler, {}, seed=seed * 1000 + t_index),
@@ -69,6 +73,8 @@ def main(argv=None) -> int:
     ap.add_argument("--per-dataset", type=int, default=None, help="traces per dataset (5)")
     ap.add_argument("--session-s", type=float, default=None, help="session length (300 s)")
     ap.add_argument("--prompt", default="promptus-r8", help="prompt profile")
+    ap.add_argument("--prompt-quality", type=float, default=None,
+                    help="override the prompt profile's quality (Mbps-equivalent)")
     ap.add_argument("--profiles", default="cpu-only,npu-like", help="device profiles")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--schedulers", default=",".join(SCHEDULERS),
@@ -89,7 +95,7 @@ def main(argv=None) -> int:
         traces += [str(p.relative_to(root)) for p in list_traces(ds)[:per]]
     profiles = args.profiles.split(",")
     schedulers = tuple(args.schedulers.split(","))
-    jobs = [(prof, args.prompt, tr, k, sch, session_s, args.seed)
+    jobs = [(prof, args.prompt, args.prompt_quality, tr, k, sch, session_s, args.seed)
             for prof in profiles for k, tr in enumerate(traces) for sch in schedulers]
     print(f"headline: {len(traces)} traces x {len(schedulers)} schedulers x "
           f"{len(profiles)} device profiles, {session_s:.0f}-s sessions, prompt profile "
@@ -105,7 +111,9 @@ def main(argv=None) -> int:
             w.writerows(rows)
     from testbed.simulator import PROMPT_PROFILES
 
-    print(f"prompt profile {args.prompt}: {PROMPT_PROFILES[args.prompt].source}")
+    print(f"prompt profile {args.prompt}: {PROMPT_PROFILES[args.prompt].source}"
+          + (f"; quality overridden to {args.prompt_quality} Mbps-eq."
+             if args.prompt_quality is not None else ""))
     last = ""
     for prof in profiles:
         print(f"\n== device profile {prof} ({len(traces)} traces) ==")

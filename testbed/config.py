@@ -113,11 +113,11 @@ class SchedulerEntry:
 class SimulatorConfig:
     """``testbed simulate`` only. request_latency_s: time from a request to its first byte
     (s; None: 2 x network.delay_ms, the RTT). queue_bytes: bottleneck queue a new
-    download's first byte waits behind (None: network.queue_packets x 1500; 0: none).
+    download's first byte waits behind (0: none, pure fair sharing; docs/simulator.md).
     decode_scale: multiplies profile decode times."""
 
     request_latency_s: float | None = None
-    queue_bytes: int | None = None
+    queue_bytes: int = 0
     decode_scale: float = 1.0
 
 
@@ -238,7 +238,7 @@ def _check(cfg: RunConfig, where: str) -> None:
     need(cfg.simulator.request_latency_s is None or cfg.simulator.request_latency_s >= 0,
          "simulator.request_latency_s", "expected >= 0")
     need(cfg.simulator.decode_scale >= 0, "simulator.decode_scale", "expected >= 0")
-    need(cfg.simulator.queue_bytes is None or cfg.simulator.queue_bytes >= 0,
+    need(cfg.simulator.queue_bytes >= 0,
          "simulator.queue_bytes", "expected >= 0")
     need(len(cfg.schedulers) >= 1, "schedulers", "expected at least one [[schedulers]] entry")
     from players.schedulers.base import get_class, make_params

@@ -307,15 +307,12 @@ def settings_from_config(cfg) -> SimSettings:
     latency = sim.request_latency_s
     if latency is None:
         latency = 2.0 * cfg.network.delay_ms / 1000.0
-    queue = sim.queue_bytes
-    if queue is None:
-        queue = cfg.network.queue_packets * 1500
     return SimSettings(
         session_s=s.duration_s, window=s.window, max_parallel=s.max_parallel,
         cancel_useless=s.cancel_useless, decide_interval_s=s.decide_interval_s,
         initial_throughput_bps=s.initial_throughput_mbps * 1e6,
         devices=tuple(cfg.players.devices), request_latency_s=latency,
-        queue_bytes=queue, decode_scale=sim.decode_scale,
+        queue_bytes=sim.queue_bytes, decode_scale=sim.decode_scale,
     )
 
 

@@ -162,3 +162,20 @@ def test_greedy_waits_when_nothing_is_worth_fetching():
     obs = m.observation()
     assert isinstance(create("greedy-compute", {}).decide(obs), Wait)
     assert isinstance(create("promptpream", {}).decide(obs), Wait)
+
+
+@pytest.mark.parametrize("name", ["greedy-compute", "promptpream"])
+def test_ample_bandwidth_no_swipe_no_stall_and_no_waste(name):
+    # Everybody watches to the end on a 50-Mbit/s link: nothing stalls after the first
+    # frame, nothing is wasted, and the top quality is played.
+    feed = [spec(f"v{i}", n=5, pmf=(0.0,) * 5 + (1.0,)) for i in range(4)]
+    tr = Trace(np.array([0.0]), np.array([50.0]), 1000.0)
+    ev = simulate_session(feed, [5.0] * 4, tr, create(name, {}, seed=3),
+                          SimSettings(session_s=60, devices=("cpu", "npu"),
+                                      request_latency_s=0.01))
+    from players.accounting import summarize
+
+    s = summarize(ev)
+    assert s["stall_s"] == 0.0 and s["bytes_wasted"] == 0
+    assert s["play_s"] == pytest.approx(20.0)
+    assert s["quality_mbps_mean"] == pytest.approx(1.0)
