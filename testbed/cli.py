@@ -18,6 +18,7 @@ COMMAND_MODULES = [
     "testbed.commands.run",
     "testbed.commands.compare",
     "testbed.commands.simulate",
+    "testbed.commands.codec",
 ]
 
 

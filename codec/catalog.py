@@ -1,0 +1,207 @@
+"""Prompt representations for a catalog (``testbed prepare --prompt-ranks``).
+
+``add_prompt_representations(catalog_dir, ranks, model="local", jobs=N, progress=True)``
+fits every chunk of every video at each rank (parallel over chunks, one torch thread per
+worker process), writes ``videos/<id>/prompt/<model>/r<rank>/<index:06d>.pbp`` plus a
+sidecar ``<index:06d>.json`` (the fit's figures and settings), then puts
+``prompt/<model>/r<rank>`` into the video's manifest with bytes, sha256, PSNR/SSIM against
+the source frames (``codec.quality``, as the pixel ladder), the model hash, ``init_bytes``
+(the initial latent carried in chunk 0) and the decode cost measured here.
+
+Resumable: a chunk whose file and sidecar exist and match (sha256, model hash, settings) is
+not fitted again, so an interrupted run continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+EXT = "pbp"
+DEFAULTS = {"key_interval": 10, "refine_steps": 0, "lr": 0.02, "decode_threads": 2,
+            "decode_samples": 5}
+
+_GEN = None  # per worker process
+
+
+def _settings(gen_hash: str, kind: str, rank: int, opts: dict) -> dict:
+    return {"generator": kind, "model_hash": gen_hash, "rank": rank,
+            "key_interval": opts["key_interval"], "refine_steps": opts["refine_steps"],
+            "lr": opts["lr"]}
+
+
+def _chunk_seed(video: str, index: int) -> int:
+    return zlib.crc32(f"{video}/{index}".encode())
+
+
+def _init_worker(model: str) -> None:
+    global _GEN
+    import torch
+
+    torch.set_num_threads(1)
+    from codec.generators import load_generator
+
+    _GEN = load_generator(model)
+
+
+def _fit_one(task: tuple) -> dict:
+    """Fit one (video, rank, chunk) in a worker; writes the chunk file and its sidecar."""
+    catalog_dir, video, rank, index, opts, rel = task
+    from codec.encode import encode_chunk
+    from origin import manifest as mf
+    from origin.source import read_source_chunk
+
+    vdir = mf.video_dir(catalog_dir, video)
+    vm = mf.load_video_manifest(vdir / mf.MANIFEST_FILE)
+    frames = read_source_chunk(vm, index)
+    data, info = encode_chunk(_GEN, frames, rank, key_interval=opts["key_interval"],
+                              steps=opts["refine_steps"], lr=opts["lr"],
+                              seed=_chunk_seed(video, index), with_init=index == 0)
+    path = vdir / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    side = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data),
+            "frames": int(frames.shape[0]), "psnr_db": round(info.psnr_db, 4),
+            "ssim": round(info.ssim, 6), "psnr_start_db": round(info.psnr_start_db, 4),
+            "init_bytes": info.init_bytes, "fit_s": round(info.seconds, 3),
+            "steps": info.steps, "settings": _settings(_GEN.model_hash, _GEN.kind, rank, opts)}
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+    sp = path.with_suffix(".json")
+    sp.with_name(sp.name + ".tmp").write_text(json.dumps(side))
+    os.replace(sp.with_name(sp.name + ".tmp"), sp)
+    return {"video": video, "rank": rank, "index": index, **side}
+
+
+def _reusable(path: Path, settings: dict) -> dict | None:
+    try:
+        side = json.loads(path.with_suffix(".json").read_text())
+        data = path.read_bytes()
+    except (OSError, ValueError):
+        return None
+    if side.get("settings") != settings or side.get("sha256") != hashlib.sha256(data).hexdigest():
+        return None
+    return side
+
+
+def measure_decode_cost(decoder, datas: list[bytes], threads: int):
+    """Mean and p95 seconds per chunk over ``datas`` (after one warm-up decode)."""
+    import torch
+
+    from origin import manifest as mf
+    from origin.prepare import machine_description
+
+    decoder.decode_chunk(datas[0])
+    times = []
+    for d in datas:
+        t0 = time.perf_counter()
+        decoder.decode_chunk(d)
+        times.append(time.perf_counter() - t0)
+    arr = np.array(times)
+    return mf.DecodeCost(
+        s_per_chunk_mean=round(float(arr.mean()), 6),
+        s_per_chunk_p95=round(float(np.percentile(arr, 95)), 6),
+        measured_on=f"{machine_description()}; torch {torch.__version__}, {threads} threads, "
+                    f"prompt decoder {decoder.gen.kind}", n_samples=len(times))
+
+
+def add_prompt_representations(catalog_dir, ranks, model: str = "local", jobs: int | None = None,
+                               progress: bool = True, **options) -> dict:
+    """Add ``prompt/<model>/r<rank>`` for every video and rank; returns a summary dict.
+
+    catalog_dir: a catalog made by ``testbed prepare``. ranks: prompt ranks (1..255).
+    model: ``local`` or a checkpoint path (the manifest's model name is ``local`` for
+    ``local`` and the directory/file stem otherwise). jobs: worker processes (default all
+    CPUs). options: key_interval (10), refine_steps (0: the amortised start only), lr,
+    decode_threads (2), decode_samples (5 chunks timed per representation).
+    """
+    import multiprocessing as mp
+
+    from origin import manifest as mf
+    from origin.prepare import Progress
+
+    opts = dict(DEFAULTS)
+    unknown = set(options) - set(opts)
+    if unknown:
+        raise ValueError(f"unknown prompt options {sorted(unknown)}; known: {sorted(opts)}")
+    opts.update(options)
+    ranks = [int(r) for r in ranks]
+    if not ranks or any(not 1 <= r <= 255 for r in ranks):
+        raise ValueError(f"ranks: expected integers in 1..255, got {ranks}")
+    name_model = "local" if model in (None, "local") else Path(str(model)).stem.replace("_", "-")
+    cat = mf.load_catalog(catalog_dir)
+    # The model hash decides whether old chunks still apply; load the model once here
+    # (in a child, so this process never initialises torch threads before forking).
+    ctx = mp.get_context("fork")
+    with ctx.Pool(1, initializer=_init_worker, initargs=(model,)) as pool:
+        gen_hash, kind = pool.apply(_gen_identity)
+    tasks, done = [], []
+    for v in cat.videos:
+        for r in ranks:
+            settings = _settings(gen_hash, kind, r, opts)
+            for i in range(v.n_chunks):
+                rel = f"prompt/{name_model}/r{r}/{i:06d}.{EXT}"
+                path = mf.video_dir(catalog_dir, v.id) / rel
+                side = _reusable(path, settings)
+                if side is None:
+                    tasks.append((str(catalog_dir), v.id, r, i, opts, rel))
+                else:
+                    done.append({"video": v.id, "rank": r, "index": i, **side})
+    bar = Progress(len(tasks), "prompt chunks", enabled=progress)
+    t0 = time.perf_counter()
+    jobs = max(1, min(jobs or os.cpu_count() or 1, len(tasks) or 1))
+    if tasks:
+        with ctx.Pool(jobs, initializer=_init_worker, initargs=(model,)) as pool:
+            for res in pool.imap_unordered(_fit_one, tasks):
+                done.append(res)
+                bar.advance()
+    fit_s = time.perf_counter() - t0
+    # Manifests, then decode cost (one process, after the fitting, so timings are quiet).
+    from codec.decode import load_decoder
+
+    decoder = load_decoder(model, device="cpu", threads=opts["decode_threads"])
+    by = {}
+    for d in done:
+        by.setdefault((d["video"], d["rank"]), []).append(d)
+    summary = {"chunks_fitted": len(tasks), "chunks_reused": len(done) - len(tasks),
+               "fit_s": round(fit_s, 1), "representations": {}}
+    for v in cat.videos:
+        vdir = mf.video_dir(catalog_dir, v.id)
+        vm = mf.load_video_manifest(vdir / mf.MANIFEST_FILE)
+        for r in ranks:
+            rows = sorted(by[(v.id, r)], key=lambda d: d["index"])
+            name = mf.prompt_name(name_model, r)
+            chunks = tuple(mf.Chunk(
+                index=d["index"], bytes=d["bytes"], sha256=d["sha256"], frames=d["frames"],
+                duration_s=d["frames"] / vm.fps, psnr_db=d["psnr_db"], ssim=d["ssim"],
+                path=f"prompt/{name_model}/r{r}/{d['index']:06d}.{EXT}") for d in rows)
+            n = len(chunks)
+            k = min(opts["decode_samples"], n)
+            idx = sorted({round(i * (n - 1) / max(1, k - 1)) for i in range(k)})
+            cost = measure_decode_cost(decoder, [(vdir / chunks[i].path).read_bytes()
+                                                 for i in idx], opts["decode_threads"])
+            rep = mf.Representation(
+                name=name, kind="prompt", chunks=chunks, model=name_model, rank=r,
+                model_hash=gen_hash, init_bytes=int(rows[0]["init_bytes"]),
+                params=mf.FrozenMap({**_settings(gen_hash, kind, r, opts),
+                                     "frames_per_chunk": rows[0]["frames"],
+                                     "fit_s_mean": round(float(np.mean(
+                                         [d["fit_s"] for d in rows])), 3)}),
+                decode_cost=mf.FrozenMap({"cpu": cost}))
+            mf.put_representation(vdir / mf.MANIFEST_FILE, rep)
+            summary["representations"].setdefault(name, []).append(
+                {"video": v.id, "kbps": round(rep.measured_kbps, 2),
+                 "psnr_db": round(float(np.mean([c.psnr_db for c in chunks])), 3),
+                 "ssim": round(float(np.mean([c.ssim for c in chunks])), 4),
+                 "decode_s_per_chunk": cost.s_per_chunk_mean})
+    return summary
+
+
+def _gen_identity() -> tuple[str, str]:
+    return _GEN.model_hash, _GEN.kind

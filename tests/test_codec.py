@@ -1,0 +1,219 @@
+"""Prompt codec: wire format, corrupt input, CPU determinism, inversion, sd-turbo loading."""
+
+from __future__ import annotations
+
+import struct
+import zlib
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from codec import wire
+from codec.wire import PromptChunkError
+
+
+def _chunk(init=True, n_frames=30, rank=4, tokens=16, dim=64):
+    rng = np.random.default_rng(1)
+    pos = wire.keyframe_positions(n_frames, 10)
+    k = len(pos)
+    return wire.PromptChunk(
+        kind="local", model_hash=bytes(range(16)), width=64, height=64, n_frames=n_frames,
+        rank=rank, positions=pos, latent_shape=(8, 4, 4), seed=7,
+        u_q=rng.integers(100, 108, (k, tokens, rank), dtype=np.uint8),  # compressible
+        v_q=rng.integers(0, 256, (k, rank, dim), dtype=np.uint8),
+        quant=rng.random((k, 4)).astype(np.float32),
+        init_q=rng.integers(0, 256, (8, 4, 4), dtype=np.uint8) if init else None,
+        init_quant=(0.5, 3.0) if init else (0.0, 0.0))
+
+
+def _resign(data: bytes) -> bytes:
+    """Fix the checksum after an edit, to reach the checks behind it."""
+    return data[:-4] + struct.pack("<I", zlib.crc32(data[:-4]))
+
+
+def test_keyframe_positions():
+    assert wire.keyframe_positions(30, 10) == (0, 10, 19, 29)
+    assert wire.keyframe_positions(1, 10) == (0,)
+    assert wire.keyframe_positions(11, 10) == (0, 10)
+    assert wire.keyframe_positions(12, 10) == (0, 6, 11)
+
+
+@pytest.mark.parametrize("init", [True, False])
+@pytest.mark.parametrize("compress", [True, False])
+def test_wire_round_trip(init, compress):
+    c = _chunk(init)
+    data = wire.pack(c, compress=compress)
+    d = wire.unpack(data)
+    assert d.positions == c.positions and d.rank == c.rank and d.seed == 7
+    assert d.model_hash == c.model_hash and d.latent_shape == (8, 4, 4)
+    np.testing.assert_array_equal(d.u_q, c.u_q)
+    np.testing.assert_array_equal(d.v_q, c.v_q)
+    np.testing.assert_array_equal(d.quant, c.quant)
+    if init:
+        np.testing.assert_array_equal(d.init_q, c.init_q)
+        assert d.init_quant == (0.5, 3.0)
+    else:
+        assert d.init_q is None
+    assert wire.pack(d, compress=compress) == data
+
+
+def test_quantise_dequantise_error_bounded():
+    x = np.random.default_rng(0).standard_normal((50, 8)).astype(np.float32)
+    q, s, z = wire.quantise(x)
+    back = (q.astype(np.float32) - z) * s
+    assert np.abs(back - x).max() <= s * 0.5 + 1e-6
+
+
+def test_every_corrupt_case_raises_prompt_chunk_error():
+    good = wire.pack(_chunk(True))
+    cases = {
+        "empty": b"",
+        "not bytes": "text",
+        "short": good[:10],
+        "truncated": good[:-7],
+        "bad magic": _resign(b"XXXX" + good[4:]),
+        "bad version": _resign(good[:4] + bytes([9]) + good[5:]),
+        "crc": good[:-1] + bytes([good[-1] ^ 1]),
+        "flipped payload bit": good[:60] + bytes([good[60] ^ 0x10]) + good[61:],
+        "bad kind": _resign(good[:6] + bytes([7]) + good[7:]),
+        "unknown flag": _resign(good[:5] + bytes([good[5] | 0x80]) + good[6:]),
+        "rank 0": _resign(good[:7] + bytes([0]) + good[8:]),
+        "extra bytes": _resign(good[:-4] + b"\0\0\0" + good[-4:]),
+    }
+    # keyframe positions that do not rise (second position := 0)
+    off = wire._FIXED.size
+    cases["positions"] = _resign(good[:off + 2] + b"\0\0" + good[off + 4:])
+    # more keyframes claimed than present
+    cases["keyframe count"] = _resign(good[:30] + struct.pack("<H", 9) + good[32:])
+    # payload that is not zlib
+    assert good[5] & 1, "test chunk should be zlib-compressed"
+    raw = bytearray(good)
+    plen_off = off + 2 * 4 + 16 * 4 + 8
+    raw[plen_off + 4:plen_off + 8] = b"\xff\xff\xff\xff"
+    cases["bad zlib"] = _resign(bytes(raw))
+    for name, data in cases.items():
+        with pytest.raises(PromptChunkError):
+            wire.unpack(data)
+        assert issubclass(PromptChunkError, ValueError), name
+
+
+def test_payload_shape_mismatch_is_clear():
+    c = _chunk(False)
+    data = bytearray(wire.pack(c, compress=False))
+    # claim rank 3 instead of 4: shapes no longer add up to the payload
+    data[7] = 3
+    with pytest.raises(PromptChunkError, match="payload has"):
+        wire.unpack(_resign(bytes(data)))
+
+
+# ------------------------------------------------------------------ models on tiny frames
+
+
+@pytest.fixture(scope="module")
+def local_gen():
+    from codec import generators, weights
+
+    if not weights.default_paths()[0].is_file():
+        pytest.skip("no committed local checkpoint")
+    torch.set_num_threads(2)
+    return generators.load_generator("local")
+
+
+def _tiny_frames(n=12, size=32):
+    from origin.source import load_photo
+
+    img = load_photo("skimage", "chelsea")
+    out = []
+    for t in range(n):
+        y, x = 60 + t, 120 + 2 * t
+        crop = img[y:y + 4 * size:4, x:x + 4 * size:4]
+        out.append(crop)
+    return np.ascontiguousarray(np.stack(out))
+
+
+def test_encode_decode_deterministic_on_cpu(local_gen):
+    from codec.decode import PromptDecoder
+    from codec.encode import encode_chunk
+
+    frames = _tiny_frames()
+    data, info = encode_chunk(local_gen, frames, rank=2, key_interval=5, steps=0, seed=3,
+                              with_init=True)
+    assert info.bytes == len(data) and info.init_bytes > 0
+    dec = PromptDecoder(local_gen, threads=2)
+    a, state = dec.decode_chunk(data)
+    b, _ = dec.decode_chunk(data)
+    assert a.shape == frames.shape and a.dtype == np.uint8
+    assert np.array_equal(a, b)
+    assert state["n_frames"] == len(frames)
+    # a decoder holding another model refuses the chunk
+    other = bytearray(data)
+    other[8] ^= 0xFF
+    with pytest.raises(PromptChunkError, match="model"):
+        dec.decode_chunk(_resign(bytes(other)))
+
+
+def test_refinement_improves_psnr_within_a_few_steps(local_gen):
+    from codec.encode import encode_chunk
+
+    frames = _tiny_frames(n=6)
+    _data, info = encode_chunk(local_gen, frames, rank=2, key_interval=5, steps=6, lr=0.02,
+                               seed=1)
+    assert info.steps == 6
+    assert info.psnr_db > info.psnr_start_db + 0.1, info
+
+
+def test_trained_model_beats_random_init_on_held_out_frame(local_gen):
+    """The committed model is trained: far better than a random-init model of the same shape."""
+    from codec.encode import encode_chunk
+
+    frames = _tiny_frames(n=1, size=64)
+    _d, trained = encode_chunk(local_gen, frames, rank=4, steps=0)
+    assert trained.psnr_db > 18.0, trained
+
+
+# ------------------------------------------------------------------ sd-turbo loading path
+
+
+def _tiny_sd_dir(root):
+    from diffusers import AutoencoderTiny, EulerAncestralDiscreteScheduler, UNet2DConditionModel
+
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(
+        sample_size=8, in_channels=4, out_channels=4, block_out_channels=(8, 16),
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), layers_per_block=1,
+        cross_attention_dim=16, attention_head_dim=4, norm_num_groups=4)
+    vae = AutoencoderTiny(encoder_block_out_channels=(8, 8, 8, 8),
+                          decoder_block_out_channels=(8, 8, 8, 8), latent_channels=4,
+                          num_encoder_blocks=(1, 1, 1, 1), num_decoder_blocks=(1, 1, 1, 1))
+    sched = EulerAncestralDiscreteScheduler(timestep_spacing="trailing")
+    unet.save_pretrained(root / "unet")
+    vae.save_pretrained(root / "vae")
+    sched.save_pretrained(root / "scheduler")
+    return root
+
+
+def test_sd_turbo_loading_path_encodes_and_decodes(tmp_path):
+    from codec.decode import load_decoder
+    from codec.encode import encode_chunk
+    from codec.generators import SdTurboGenerator, load_generator
+
+    root = _tiny_sd_dir(tmp_path / "sd")
+    gen = load_generator(str(root))
+    assert isinstance(gen, SdTurboGenerator)
+    assert gen.tokens(32, 32) == 77 and gen.latent_shape(32, 32) == (4, 4, 4)
+    assert int(gen.timestep) == 999
+    frames = _tiny_frames(n=3)
+    data, info = encode_chunk(gen, frames, rank=2, key_interval=2, steps=3, lr=0.1, seed=5,
+                              with_init=True)
+    assert info.steps == 3 and np.isfinite(info.psnr_db)
+    dec = load_decoder(str(root), device="cpu", threads=1)
+    a, _ = dec.decode_chunk(data)
+    b, _ = dec.decode_chunk(data)
+    assert a.shape == (3, 32, 32, 3) and np.array_equal(a, b)
+    # a local-model chunk is refused by the sd-turbo decoder
+    c = _chunk(False)
+    with pytest.raises(PromptChunkError):
+        dec.decode_chunk(wire.pack(c))
