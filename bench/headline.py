@@ -34,13 +34,18 @@ FIELDS = ("stall_s", "rebuffer_s", "bytes_wasted", "waste_ratio", "bytes_downloa
 
 
 def _one(job: tuple) -> dict:
+    import dataclasses
+
     from players.accounting import summarize
     from players.schedulers.base import create
-    from testbed.simulator import (DEVICE_PROFILES, PROMPT_PROFILES, SimSettings,
-                                   challenge_feed, simulate_session)
+    from testbed.simulator import (
+        DEVICE_PROFILES,
+        PROMPT_PROFILES,
+        SimSettings,
+        challenge_feed,
+        simulate_session,
+    )
     from traces.paths import open_trace
-
-    import dataclasses
 
     profile, prompt, quality, trace_spec, t_index, scheduler, session_s, seed = job
     devices = DEVICE_PROFILES[profile]

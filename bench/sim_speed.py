@@ -33,8 +33,13 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     from players.schedulers.base import available, create
-    from testbed.simulator import (DEVICE_PROFILES, PROMPT_PROFILES, SimSettings,
-                                   challenge_feed, simulate_session)
+    from testbed.simulator import (
+        DEVICE_PROFILES,
+        PROMPT_PROFILES,
+        SimSettings,
+        challenge_feed,
+        simulate_session,
+    )
     from traces.paths import open_trace
 
     devices = DEVICE_PROFILES["npu-like"]

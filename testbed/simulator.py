@@ -31,8 +31,8 @@ sampled watch times, so the same inputs give bit-identical event logs.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 from players.schedulers.base import Download, IllegalAction, Scheduler, Wait, check_action
 from players.session import SessionModel, VideoSpec
@@ -294,7 +294,7 @@ def simulate_session(
 def _frames(spec: VideoSpec, chunk: int) -> int:
     """Frames of a chunk when the spec does not say: 30 fps (only logged)."""
     start = chunk * spec.chunk_s
-    return max(1, int(round((min(start + spec.chunk_s, spec.duration_s) - start) * 30)))
+    return max(1, round((min(start + spec.chunk_s, spec.duration_s) - start) * 30))
 
 
 # ----------------------------------------------------------------------------- experiments
@@ -487,7 +487,7 @@ def challenge_content(root=None, prompt: PromptProfile | None = None,
             reps.append(RepInfo(f"pixel/h264/{kbps}", "pixel", float(kbps), sizes,
                                 (kbps / 1000.0,) * n, {"cpu": pixel_decode_s}))
         if prompt is not None:
-            per_chunk = int(round(prompt.kbps * 1000 / 8))
+            per_chunk = round(prompt.kbps * 1000 / 8)
             sizes = (per_chunk + prompt.first_chunk_extra_bytes,) + (per_chunk,) * (n - 1)
             dec = {d: s for d, s in prompt.decode_s if d in devices}
             if dec:

@@ -48,7 +48,7 @@ def test_mcts_same_seed_same_decisions_and_events():
         decisions = []
         ev = simulate_session(feed, watch, random_trace(2), sched,
                               SimSettings(session_s=40, devices=("cpu", "npu")),
-                              on_decision=lambda o, a: decisions.append(a))
+                              on_decision=lambda o, a, d=decisions: d.append(a))
         logs.append((decisions, ev))
     assert logs[0] == logs[1]
     assert any(isinstance(a, Download) and a.representation == PROMPT for a in logs[0][0])

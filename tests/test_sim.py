@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 
 from players.accounting import summarize
-from players.schedulers.base import Download, Scheduler, Wait
-from players.schedulers.base import RepInfo
+from players.schedulers.base import Download, RepInfo, Scheduler, Wait
 from players.session import VideoSpec
 from testbed.simulator import LinkModel, SimSettings, simulate_session
 from traces.trace import Trace

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from players.schedulers.base import Observation, RepInfo, VideoView
+from players.schedulers.base import Observation, RepInfo
 
 GRID_S = 0.5
 
@@ -136,11 +136,11 @@ class Context:
             if rem <= 0:
                 continue
             total += pj
-            b = int(round(rem / GRID_S))
+            b = round(rem / GRID_S)
             if b < self.k:
                 out[b] += pj
         if total <= 0:
-            b = int(round(max(v.duration_s - base, 0.0) / GRID_S))
+            b = round(max(v.duration_s - base, 0.0) / GRID_S)
             if b < self.k:
                 out[b] = 1.0
             return out
