@@ -226,3 +226,43 @@ def test_sd_turbo_loading_path_encodes_and_decodes(tmp_path):
     c = _chunk(False)
     with pytest.raises(PromptChunkError):
         dec.decode_chunk(wire.pack(c))
+
+
+# ------------------------------------------------------------------ profiles, training data
+
+
+def test_device_profiles():
+    from codec import profiles
+    from origin import manifest as mf
+
+    def rep(kind, name, cost=None):
+        ch = tuple(mf.Chunk(i, 100, "0" * 64, 30, 1.0, 20.0, 0.5, f"{i}") for i in range(3))
+        dc = {"cpu": mf.DecodeCost(0.02, 0.03, "here")} if cost else {}
+        return mf.Representation(name=name, kind=kind, chunks=ch, decode_cost=dc)
+
+    prompt = rep("prompt", "prompt/local/r8")
+    pixel = rep("pixel", "pixel/h264/250", cost=True)
+    cpu = profiles.decode_s("cpu-local", prompt, "cpu")
+    assert cpu == pytest.approx(0.03 + 30 * 0.0105)
+    assert profiles.decode_s("cpu-local", prompt, "npu") is None
+    npu = profiles.decode_s("npu", prompt, "npu")
+    assert 0 < npu < cpu < profiles.decode_s("npu", prompt, "cpu")
+    assert profiles.decode_s("phone-gpu", prompt, "gpu") < cpu
+    assert profiles.decode_s("cpu-local", pixel, "cpu") == pytest.approx(0.02)
+    assert profiles.decode_s("phone-gpu", pixel, "cpu") == pytest.approx(0.04)
+    assert profiles.decode_s("phone-gpu", pixel, "gpu") is None
+    with pytest.raises(ValueError, match="known: cpu-local"):
+        profiles.decode_s("tpu", prompt, "cpu")
+
+
+def test_training_images_exclude_the_catalog_photographs():
+    from codec import train
+    from origin.source import PHOTOS
+
+    assert not set(train.TRAIN_IMAGES) & {name for _pkg, name in PHOTOS}
+    assert {name for _pkg, name in train.EVAL_PHOTOS} <= {name for _pkg, name in PHOTOS}
+    rng = np.random.default_rng(0)
+    a = train.sample_batch(train.training_images(), 3, 64, rng)
+    b = train.sample_batch(train.training_images(), 3, 64, np.random.default_rng(0))
+    assert a.shape == (3, 3, 64, 64) and np.array_equal(a, b)
+    assert -1e-5 <= a.min() and a.max() <= 1.0 + 1e-5  # resampling overshoot only
