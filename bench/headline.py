@@ -7,7 +7,8 @@ representation per chunk from ``testbed.simulator.PROMPT_PROFILES`` (see
 docs/simulator.md for where its numbers come from). Traces: challenge network
 high/medium/low/mixed and Norway HSDPA (5 each: 25; --quick: 2 each: 10), each replayed from
 its start; every scheduler sees the same trace, feed and swipes. Device profiles: cpu-only
-(prompts decode on the CPU) and npu-like (an extra NPU decodes prompts).
+(prompts decode on the CPU; decode times of ``codec.profiles`` "cpu-local", measured
+here) and npu-like (an extra NPU decodes prompts; ``codec.profiles`` "npu", assumed).
 
 Prints, per device profile, the mean over traces of stall_s (stalls after the first frame),
 rebuffer_s (stalls + startup waits), MB wasted, QoE and the challenge score, and promptpream
@@ -39,6 +40,7 @@ def _one(job: tuple) -> dict:
     from players.accounting import summarize
     from players.schedulers.base import create
     from testbed.simulator import (
+        CODEC_PROFILE_OF,
         DEVICE_PROFILES,
         PROMPT_PROFILES,
         SimSettings,
@@ -52,7 +54,8 @@ def _one(job: tuple) -> dict:
     pp = PROMPT_PROFILES[prompt]
     if quality is not None:
         pp = dataclasses.replace(pp, quality_mbps=quality)
-    specs, watch = challenge_feed(400, seed * 1000 + t_index, prompt=pp, devices=devices)
+    specs, watch = challenge_feed(400, seed * 1000 + t_index, prompt=pp, devices=devices,
+                                  codec_profile=CODEC_PROFILE_OF[profile])
     trace = open_trace(trace_spec)
     t0 = time.perf_counter()
     ev = simulate_session(specs, watch, trace, create(scheduler, {}, seed=seed * 1000 + t_index),
@@ -116,6 +119,10 @@ def main(argv=None) -> int:
             w.writerows(rows)
     from testbed.simulator import PROMPT_PROFILES
 
+    from testbed.simulator import CODEC_PROFILE_OF
+
+    print("decode times: codec.profiles " + ", ".join(
+        f"{k} -> {v}" for k, v in CODEC_PROFILE_OF.items() if k in profiles))
     print(f"prompt profile {args.prompt}: {PROMPT_PROFILES[args.prompt].source}"
           + (f"; quality overridden to {args.prompt_quality} Mbps-eq."
              if args.prompt_quality is not None else ""))

@@ -44,7 +44,7 @@ def main(argv=None) -> int:
 
     devices = DEVICE_PROFILES["npu-like"]
     specs, watch = challenge_feed(1000, 1, prompt=PROMPT_PROFILES["promptus-r8"],
-                                  devices=devices)
+                                  devices=devices, codec_profile="npu")
     trace = open_trace(args.trace)
     settings = SimSettings(session_s=args.session_s, devices=devices, request_latency_s=0.02)
     names = [n for n in BASELINES + OURS if n in available()]

@@ -438,24 +438,28 @@ PROMPT_PROFILES = {
     "promptus-r8": PromptProfile(
         "prompt/promptus/r8", 225.0, 66_000, 0.45, (("cpu", 0.81), ("npu", 0.1)),
         "REFERENCE.md Promptus: 225 kbps at r=8, 66 KB first latent; q assumed = H.264 "
-        "450 kbps; decode: cpu 27 ms/frame x 30 (local model, measured here), npu 0.1 s "
-        "per chunk (assumed NPU-like, ~300 fps)"),
+        "450 kbps; decode (used without a codec profile): cpu 27 ms/frame x 30 (REFERENCE.md, "
+        "local model here), npu 0.1 s per chunk (assumed)"),
 }
 
-# Decode devices of a player and which of them decode prompts.
+# Decode devices of a player, and the ``codec.profiles`` profile that times their decodes.
 DEVICE_PROFILES = {
     "cpu-only": ("cpu",),
     "npu-like": ("cpu", "npu"),
 }
+CODEC_PROFILE_OF = {"cpu-only": "cpu-local", "npu-like": "npu"}
 
 
 def challenge_content(root=None, prompt: PromptProfile | None = None,
-                      devices: Sequence[str] = ("cpu",), pixel_decode_s: float = 0.01):
+                      devices: Sequence[str] = ("cpu",), pixel_decode_s: float = 0.01,
+                      codec_profile: str | None = None):
     """``{video id: (VideoSpec, WatchDist)}`` of the short-video challenge's 7 videos from
     the trace directory (``short-video-challenge/video-sizes`` and ``user-retention``).
 
     prompt: add this prompt representation (decodable on the ``devices`` its profile
-    names). pixel_decode_s: decode seconds of a pixel chunk on ``cpu``.
+    names). pixel_decode_s: decode seconds of a pixel chunk on ``cpu``. codec_profile: a
+    ``codec.profiles`` profile that times every decode instead (30 frames a chunk at
+    256x256; pixel chunks: ``pixel_decode_s`` x the profile's CPU factor).
     """
     from pathlib import Path
 
@@ -471,6 +475,14 @@ def challenge_content(root=None, prompt: PromptProfile | None = None,
     ret_dir = base / "short-video-challenge" / "user-retention"
     if not sizes_dir.is_dir():
         raise SimulationError(f"{sizes_dir}: missing (expected the challenge's video-sizes)")
+    dec_prompt = dict(prompt.decode_s) if prompt is not None else {}
+    if codec_profile is not None:
+        from codec import profiles
+
+        dec_prompt = {d: profiles.chunk_decode_s(codec_profile, d, 30, "prompt")
+                      for d in devices}
+        pixel_decode_s = profiles.chunk_decode_s(codec_profile, "cpu", 30, "pixel",
+                                                 measured_cpu_s=pixel_decode_s)
     out = {}
     for vdir in sorted(p for p in sizes_dir.iterdir() if p.is_dir()):
         reps = []
@@ -489,7 +501,7 @@ def challenge_content(root=None, prompt: PromptProfile | None = None,
         if prompt is not None:
             per_chunk = round(prompt.kbps * 1000 / 8)
             sizes = (per_chunk + prompt.first_chunk_extra_bytes,) + (per_chunk,) * (n - 1)
-            dec = {d: s for d, s in prompt.decode_s if d in devices}
+            dec = {d: s for d, s in dec_prompt.items() if d in devices and s is not None}
             if dec:
                 reps.append(RepInfo(prompt.name, "prompt", prompt.kbps, sizes,
                                     (prompt.quality_mbps,) * n, dec))
