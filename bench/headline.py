@@ -117,9 +117,7 @@ def main(argv=None) -> int:
             w = csv.DictWriter(fh, fieldnames=list(rows[0]))
             w.writeheader()
             w.writerows(rows)
-    from testbed.simulator import PROMPT_PROFILES
-
-    from testbed.simulator import CODEC_PROFILE_OF
+    from testbed.simulator import CODEC_PROFILE_OF, PROMPT_PROFILES
 
     print("decode times: codec.profiles " + ", ".join(
         f"{k} -> {v}" for k, v in CODEC_PROFILE_OF.items() if k in profiles))
