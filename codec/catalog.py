@@ -136,9 +136,9 @@ def add_prompt_representations(catalog_dir, ranks, model: str = "local", jobs: i
         raise ValueError(f"ranks: expected integers in 1..255, got {ranks}")
     name_model = "local" if model in (None, "local") else Path(str(model)).stem.replace("_", "-")
     cat = mf.load_catalog(catalog_dir)
-    # The model hash decides whether old chunks still apply; load the model once here
-    # (in a child, so this process never initialises torch threads before forking).
-    ctx = mp.get_context("fork")
+    # Workers are spawned, not forked: a fork after torch started its thread pool can hang.
+    # The model hash decides whether old chunks still apply; a worker reports it.
+    ctx = mp.get_context("spawn")
     with ctx.Pool(1, initializer=_init_worker, initargs=(model,)) as pool:
         gen_hash, kind = pool.apply(_gen_identity)
     tasks, done = [], []
