@@ -1,5 +1,5 @@
-"""The contract every registered scheduler keeps (parametrised over ``base.available()``, so
-a new scheduler module is checked as soon as it exists):
+"""The contract every registered scheduler keeps (parametrised over the shipped ones in
+``base.available()``, so a new scheduler module is checked as soon as it exists):
 
 (a) deterministic: two instances with the same seed answer the same action sequence;
 (b) only legal actions (``check_action`` on every answer);
@@ -150,6 +150,13 @@ def drive(sched: base.Scheduler, feed, watch, *, rate_bps: float | None = None, 
     return actions, m, events
 
 
+def shipped() -> list[str]:
+    """The schedulers the project ships: other test modules register test-only schedulers
+    into the same registry, and whether those exist here depends on collection order."""
+    return [n for n in base.available()
+            if base.get_class(n).__module__.startswith("players.schedulers.")]
+
+
 SCENARIOS = {
     # feed end reached: a scheduler that never fetches what is needed cannot pass
     "feed-2mbps-2conn": {"rate_bps": 2e6, "max_parallel": 2, "session_s": None},
@@ -160,7 +167,7 @@ SCENARIOS = {
 
 @pytest.mark.parametrize("scenario", sorted(SCENARIOS))
 @pytest.mark.parametrize("seed", [0, 1, 2])
-@pytest.mark.parametrize("name", base.available())
+@pytest.mark.parametrize("name", shipped())
 def test_deterministic_legal_and_terminating(name, seed, scenario):
     kw = SCENARIOS[scenario]
     feed, watch = synthetic_feed(seed)
@@ -180,7 +187,7 @@ def test_deterministic_legal_and_terminating(name, seed, scenario):
     assert played
 
 
-@pytest.mark.parametrize("name", base.available())
+@pytest.mark.parametrize("name", shipped())
 def test_config_round_trip(name):
     s = base.create(name, seed=7)
     cfg = s.config()
@@ -194,7 +201,7 @@ def test_config_round_trip(name):
         base.create(name, {"no_such_param": 1})
 
 
-@pytest.mark.parametrize("name", base.available())
+@pytest.mark.parametrize("name", shipped())
 def test_docstring_says_what_and_how(name):
     cls = base.get_class(name)
     import sys
