@@ -131,11 +131,7 @@ class DecodeWorker:
         if dec is None:
             load = self._load_decoder
             if load is None:
-                try:
-                    from codec import load_decoder as load
-                except ImportError as exc:
-                    raise DecodeError(f"prompt/{model}: the prompt codec is not available "
-                                      f"(codec.load_decoder: {exc})") from None
+                from codec import load_decoder as load  # lazy: torch only when prompts play
             dec = load(model=self._prompt_models.get(model, model), device=self.torch_device(),
                        threads=self.threads)
             self._decoders[model] = dec

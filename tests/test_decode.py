@@ -89,12 +89,3 @@ def test_async_decode_leaves_event_loop_free(chunks):
     assert ticks >= 10  # ~30 expected; a blocked loop would give 1
 
 
-def test_prompt_chunk_without_codec_is_a_clear_error():
-    """Until the prompt codec is installed, a prompt chunk is an error naming it."""
-    try:
-        from codec import load_decoder  # noqa: F401
-        pytest.skip("the prompt codec is present; its decode is tested with it")
-    except ImportError:
-        pass
-    with pytest.raises(DecodeError, match="prompt codec is not available"):
-        DecodeWorker("cpu").decode(b"x", "prompt/local/r8")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import subprocess
 import sys
 from fractions import Fraction
@@ -171,17 +170,6 @@ def test_cli_prepare_and_errors(tmp_path, capsys):
     rc = cli_main(["prepare", "--out", str(tmp_path / "g"), "--videos", str(tmp_path / "none"),
                    "--quiet"])
     assert rc == 2 and "is not a directory" in capsys.readouterr().err
-
-
-@pytest.mark.skipif(importlib.util.find_spec("codec.catalog") is not None,
-                    reason="codec.catalog exists: the prompt step is tested by the codec suite")
-def test_prompt_ranks_without_codec_step_fails_clearly(tmp_path, capsys):
-    rc = cli_main(["prepare", "--out", str(tmp_path / "c"), "--count", "1", "--duration-s",
-                   "1", "--prompt-ranks", "2,4", "--quiet"])
-    assert rc == 2
-    assert "--prompt-ranks needs codec.catalog.add_prompt_representations" in \
-        capsys.readouterr().err
-    assert not (tmp_path / "c").exists()  # failed before doing any work
 
 
 @pytest.mark.parametrize("argv, needle", [

@@ -76,13 +76,9 @@ def register(sub) -> None:
 
 
 def _prompt_step(args):
-    """Look up the prompt codec's catalog step before any work, so a missing one fails fast."""
-    try:
-        from codec.catalog import add_prompt_representations
-    except ImportError as exc:
-        raise UserError(
-            "--prompt-ranks needs codec.catalog.add_prompt_representations, which this "
-            f"installation does not provide ({exc})") from None
+    """The prompt codec's catalog step (imported lazily: torch only when prompts are asked)."""
+    from codec.catalog import add_prompt_representations
+
     return add_prompt_representations
 
 
