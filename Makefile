@@ -3,7 +3,7 @@
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-APT_PACKAGES := mininet bridge-utils iperf3 ethtool iproute2
+APT_PACKAGES := mininet bridge-utils iperf3 ethtool iproute2 python3-venv
 
 .PHONY: demo test setup system-deps venv lint clean-venv
 

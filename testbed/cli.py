@@ -53,4 +53,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # As ``python -m testbed.cli`` this file is ``__main__``, and the commands raise
+    # ``testbed.cli.UserError``, a different class: run the imported module's main.
+    from testbed.cli import main as _main
+
+    sys.exit(_main())

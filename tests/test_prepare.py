@@ -180,3 +180,13 @@ def test_help_runs(argv, needle):
     r = subprocess.run([sys.executable, "-m", "testbed.cli", *argv],
                        check=False, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and needle in r.stdout
+
+
+def test_module_entry_point_reports_user_errors_in_one_line(tmp_path):
+    """The run starts the origin as ``python -m testbed.cli serve``: a bad catalog there is
+    the same one-line error and exit status 2 as with the ``testbed`` script."""
+    r = subprocess.run([sys.executable, "-m", "testbed.cli", "serve", "--catalog",
+                        str(tmp_path / "nope")], check=False, capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 2, r.stderr
+    assert "Traceback" not in r.stderr and r.stderr.startswith("testbed serve: error:")

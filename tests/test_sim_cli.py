@@ -75,10 +75,15 @@ def test_simulate_writes_results_layout_and_is_deterministic(tmp_path, catalog, 
     by = {(r["scheduler"], r["player"]): r for r in rows}
     assert sum(by[("greedy-compute", i)]["rebuffer_s"] for i in (0, 1)) <= \
         sum(by[("no-preload", i)]["rebuffer_s"] for i in (0, 1))
-    assert main(["compare", str(r1.path), str(r2.path)]) == 0
+    assert main(["compare", str(r1.path), str(r2.path), "--out", str(tmp_path / "cmp")]) == 0
+    assert (tmp_path / "cmp").is_dir()
 
 
-def test_simulate_bad_input_is_one_line_error(tmp_path, catalog, capsys):
+def test_simulate_bad_input_is_one_line_error(tmp_path, catalog, capsys, monkeypatch):
+    # A trace directory exists, so a trace it lacks is an error (with none at all, the run
+    # falls back to the synthetic generator instead).
+    (tmp_path / "traces").mkdir()
+    monkeypatch.setenv("PROMPTBED_TRACES", str(tmp_path / "traces"))
     cfg = write_config(tmp_path, catalog, trace="no/such/trace")
     assert main(["simulate", str(cfg), "--out", str(tmp_path / "r"), "--quiet",
                  "--no-plots"]) == 2
