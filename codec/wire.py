@@ -24,8 +24,11 @@ Layout (little-endian)::
     payload   K x (U: L*r uint8, V: r*D uint8), then init latent lat_c*lat_h*lat_w uint8
     crc32     u32  of every byte before it
 
-Dequantisation: ``x = (q - zero) * scale``. Anything that does not parse exactly raises
-``PromptChunkError`` (a ``ValueError``) saying what is wrong; no pickle anywhere.
+Dequantisation: ``x = (q - zero) * scale``; scale and zero point must be finite and keep
+``x`` finite in float32. The payload may inflate only to the size the header's shapes give
+(at most ``MAX_PAYLOAD_BYTES``); decompression stops there. Anything that does not parse
+exactly raises ``PromptChunkError`` (a ``ValueError``) saying what is wrong; no pickle
+anywhere.
 """
 
 from __future__ import annotations
@@ -45,6 +48,9 @@ _FIXED = struct.Struct("<4sBBBB16sHHHHHHHHHI")
 _FLAG_ZLIB = 1
 _FLAG_INIT = 2
 MAX_FRAMES = 4096
+# Decoded payload cap (U, V and the initial latent): far above any real chunk (sd-turbo at
+# rank 64 with 30 keyframes is ~2.1 MB), far below what would hurt a player's memory.
+MAX_PAYLOAD_BYTES = 64 << 20
 
 
 class PromptChunkError(ValueError):
@@ -152,6 +158,24 @@ def pack(chunk: PromptChunk, compress: bool = True) -> bytes:
     return out + struct.pack("<I", zlib.crc32(out))
 
 
+def _inflate(body: bytes, expected: int) -> bytes:
+    """Decompress at most ``expected`` + 1 bytes: a small hostile payload cannot inflate
+    past what the header's shapes allow (zlib reaches ~1000:1) before the size check."""
+    d = zlib.decompressobj()
+    try:
+        out = d.decompress(body, expected + 1)
+    except zlib.error as exc:
+        raise PromptChunkError(f"payload does not decompress: {exc}") from None
+    if len(out) > expected or d.unconsumed_tail:
+        raise PromptChunkError(f"payload inflates past the {expected} bytes its header's "
+                               f"shapes allow")
+    if not d.eof:
+        raise PromptChunkError("payload does not decompress: the zlib stream is truncated")
+    if d.unused_data:
+        raise PromptChunkError(f"payload has {len(d.unused_data)} bytes after its zlib stream")
+    return out
+
+
 def _check_positions(positions, n_frames: int) -> None:
     if not positions:
         raise PromptChunkError("no keyframes")
@@ -201,24 +225,31 @@ def unpack(data: bytes) -> PromptChunk:
     if flags & _FLAG_INIT:
         init_quant = struct.unpack_from("<2f", data, off)
         off += 8
-    if not np.all(np.isfinite(quant)) or not np.all(np.isfinite(init_quant)):
-        raise PromptChunkError("non-finite quantisation parameters")
+    params = np.concatenate([quant.reshape(-1, 2), np.float32([init_quant])])
+    if not np.all(np.isfinite(params)):
+        raise PromptChunkError("non-finite quantisation parameters (NaN or inf scale/zero point)")
+    # (q - zero) * scale for q in 0..255 must stay finite in float32, or frames turn to NaN.
+    reach = np.abs(params[:, 0].astype(np.float64)) * (np.abs(params[:, 1]) + 255.0)
+    if not np.all(reach < np.finfo(np.float32).max):
+        raise PromptChunkError("quantisation parameters out of range: scale x (zero point + "
+                               "255) overflows float32")
     (plen,) = struct.unpack_from("<I", data, off)
     off += 4
     if off + plen + 4 != len(data):
         raise PromptChunkError(f"payload length {plen} does not match the chunk size "
                                f"({len(data) - off - 4} bytes present)")
-    body = data[off:off + plen]
-    if flags & _FLAG_ZLIB:
-        try:
-            body = zlib.decompress(body)
-        except zlib.error as exc:
-            raise PromptChunkError(f"payload does not decompress: {exc}") from None
     per_key = tokens * rank + rank * token_dim
     n_init = c * h * w if flags & _FLAG_INIT else 0
-    if len(body) != k * per_key + n_init:
+    expected = k * per_key + n_init
+    if expected > MAX_PAYLOAD_BYTES:
+        raise PromptChunkError(f"header shapes claim a {expected}-byte payload, more than the "
+                               f"{MAX_PAYLOAD_BYTES}-byte limit")
+    body = data[off:off + plen]
+    if flags & _FLAG_ZLIB:
+        body = _inflate(body, expected)
+    if len(body) != expected:
         raise PromptChunkError(f"payload has {len(body)} bytes, expected "
-                               f"{k * per_key + n_init} for {k} keyframes of rank {rank}")
+                               f"{expected} for {k} keyframes of rank {rank}")
     arr = np.frombuffer(body, np.uint8)
     keys = arr[:k * per_key].reshape(k, per_key)
     u_q = keys[:, :tokens * rank].reshape(k, tokens, rank).copy()

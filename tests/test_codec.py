@@ -99,6 +99,91 @@ def test_every_corrupt_case_raises_prompt_chunk_error():
         assert issubclass(PromptChunkError, ValueError), name
 
 
+def _with_payload(chunk, payload: bytes, zlib_flag: bool) -> bytes:
+    """``chunk`` packed with ``payload`` in place of its own (length, flag and CRC fixed)."""
+    data = wire.pack(chunk, compress=False)
+    k = len(chunk.positions)
+    plen_off = wire._FIXED.size + 2 * k + 16 * k + (8 if chunk.init_q is not None else 0)
+    head = bytearray(data[:plen_off])
+    head[5] = (head[5] | 1) if zlib_flag else (head[5] & ~1)
+    out = bytes(head) + struct.pack("<I", len(payload)) + payload
+    return out + struct.pack("<I", zlib.crc32(out))
+
+
+def _payload(chunk) -> bytes:
+    body = b"".join(chunk.u_q[i].tobytes() + chunk.v_q[i].tobytes()
+                    for i in range(len(chunk.positions)))
+    return body + (chunk.init_q.tobytes() if chunk.init_q is not None else b"")
+
+
+def test_with_payload_helper_rebuilds_a_valid_chunk():
+    c = _chunk(True)
+    assert wire.unpack(_with_payload(c, zlib.compress(_payload(c)), True)).seed == 7
+    assert wire.unpack(_with_payload(c, _payload(c), False)).seed == 7
+
+
+def test_zlib_bomb_stops_at_the_header_bound():
+    """64 MB of zeros compress to ~64 KB; decompression stops just past the ~2 KB the
+    header's shapes allow instead of inflating it all."""
+    c = _chunk(True)
+    expected = len(_payload(c))
+    bomb = zlib.compress(b"\0" * (64 << 20), 9)
+    assert len(bomb) < 100_000
+    with pytest.raises(PromptChunkError, match=f"inflates past the {expected} bytes"):
+        wire.unpack(_with_payload(c, bomb, True))
+    # one byte too many is refused the same way; one too few by the size check
+    with pytest.raises(PromptChunkError, match="inflates past"):
+        wire.unpack(_with_payload(c, zlib.compress(_payload(c) + b"x"), True))
+    with pytest.raises(PromptChunkError, match="payload has"):
+        wire.unpack(_with_payload(c, zlib.compress(_payload(c)[:-1]), True))
+
+
+def test_zlib_stream_truncated_or_followed_by_garbage():
+    c = _chunk(True)
+    z = zlib.compress(_payload(c))
+    with pytest.raises(PromptChunkError, match="truncated"):
+        wire.unpack(_with_payload(c, z[:-6], True))
+    with pytest.raises(PromptChunkError, match="after its zlib stream"):
+        wire.unpack(_with_payload(c, z + b"junk", True))
+
+
+def test_header_claiming_a_huge_payload_is_refused_before_decompressing():
+    c = _chunk(False)
+    data = bytearray(wire.pack(c, compress=True))
+    # rank 255, tokens and token dim 65535: 4 keyframes x 33 MB claimed
+    data[7] = 255
+    struct.pack_into("<HH", data, 32, 65535, 65535)
+    with pytest.raises(PromptChunkError, match="limit"):
+        wire.unpack(_resign(bytes(data)))
+
+
+@pytest.mark.parametrize("field", [0, 1, 2, 3])
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_non_finite_quantisation_parameters_are_refused(field, value):
+    c = _chunk(False)
+    quant = c.quant.copy()
+    quant[1, field] = value
+    data = wire.pack(wire.PromptChunk(**{**c.__dict__, "quant": quant}))
+    with pytest.raises(PromptChunkError, match="non-finite quantisation"):
+        wire.unpack(data)
+
+
+@pytest.mark.parametrize("init_quant", [(float("nan"), 1.0), (0.5, float("inf"))])
+def test_non_finite_initial_latent_quantisation_is_refused(init_quant):
+    c = _chunk(True)
+    data = wire.pack(wire.PromptChunk(**{**c.__dict__, "init_quant": init_quant}))
+    with pytest.raises(PromptChunkError, match="non-finite quantisation"):
+        wire.unpack(data)
+
+
+def test_quantisation_that_overflows_float32_is_refused():
+    c = _chunk(False)
+    quant = c.quant.copy()
+    quant[0, 0] = 3e38  # finite, but (255 - zero) * scale is not
+    with pytest.raises(PromptChunkError, match="overflows float32"):
+        wire.unpack(wire.pack(wire.PromptChunk(**{**c.__dict__, "quant": quant})))
+
+
 def test_payload_shape_mismatch_is_clear():
     c = _chunk(False)
     data = bytearray(wire.pack(c, compress=False))
@@ -153,6 +238,24 @@ def test_encode_decode_deterministic_on_cpu(local_gen):
     other[8] ^= 0xFF
     with pytest.raises(PromptChunkError, match="model"):
         dec.decode_chunk(_resign(bytes(other)))
+
+
+def test_frame_size_the_model_cannot_make_is_a_clear_error(local_gen):
+    from codec.decode import PromptDecoder
+    from codec.encode import encode_chunk
+
+    frames = _tiny_frames(n=2)
+    data, _info = encode_chunk(local_gen, frames, rank=2, steps=0, seed=3)
+    dec = PromptDecoder(local_gen, threads=1)
+    assert dec.decode_chunk(data)[0].shape == (2, 32, 32, 3)
+    for width, match in ((40, "frame size 40x32: the local model needs multiples of 16"),
+                         (48, "do not fit the model at 48x32")):
+        bad = bytearray(data)
+        struct.pack_into("<H", bad, 24, width)  # the header's width
+        with pytest.raises(PromptChunkError, match=match):
+            dec.decode_chunk(_resign(bytes(bad)))
+    with pytest.raises(ValueError, match="frame size 40x40: the local model needs multiples"):
+        encode_chunk(local_gen, np.zeros((2, 40, 40, 3), np.uint8), rank=2)
 
 
 def test_refinement_improves_psnr_within_a_few_steps(local_gen):
