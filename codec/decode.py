@@ -5,9 +5,10 @@
 
 Every chunk decodes on its own (out-of-order preloading needs no earlier chunk): the
 temporal chain restarts at each chunk from the initial latent it carries (a video's first
-chunk) or from zeros. ``prev_state`` is accepted and ignored; the returned state holds the
-chunk's last keyframe latent for callers that want it. On CPU the same bytes give
-bit-identical frames (fixed thread count, ``inference_mode``); on CUDA the model runs in fp16.
+chunk) or from zeros. ``prev_state`` is accepted and ignored; the returned state is
+``{"model_hash": <the model's hex sha256>, "n_frames": <frames decoded>}``. On CPU the
+same bytes give bit-identical frames (fixed thread count, ``inference_mode``); on CUDA the
+model runs in fp16.
 """
 
 from __future__ import annotations

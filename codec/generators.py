@@ -146,16 +146,32 @@ class SdTurboGenerator:
         return list(self.unet.parameters()) + list(self.vae.parameters())
 
 
+def model_kind(model) -> str:
+    """Which generator ``model`` names, without loading it: ``local`` for ``local`` (the
+    committed checkpoint), an existing local-model ``.safetensors`` file or a directory
+    holding ``local.safetensors``; ``sd-turbo`` for a diffusers directory with ``unet/``.
+    Anything else raises ``FileNotFoundError`` saying what was expected."""
+    if model in (None, "local"):
+        return "local"
+    p = Path(model)
+    if p.is_dir() and (p / "unet").is_dir():
+        return "sd-turbo"
+    if p.suffix == ".safetensors":
+        if not p.is_file():
+            raise FileNotFoundError(f"model {str(model)!r}: no such local-model weights file "
+                                    f"(make one with 'testbed codec train --out {p}')")
+        return "local"
+    if p.is_dir() and (p / "local.safetensors").is_file():
+        return "local"
+    raise FileNotFoundError(f"model {str(model)!r}: expected 'local', an existing local-model "
+                            f".safetensors file (or a directory holding local.safetensors), "
+                            f"or a diffusers directory with unet/ and vae/ (sd-turbo)")
+
+
 def load_generator(model: str = "local", device: str = "cpu", dtype=torch.float32):
     """``local`` (committed checkpoint), a path to a local-model checkpoint
     (``.safetensors`` or a directory with ``local.safetensors``), or a diffusers directory
-    with ``unet/`` and ``vae/`` (sd-turbo)."""
-    if model in (None, "local"):
-        return LocalGenerator(None, device, dtype)
-    p = Path(model)
-    if p.is_dir() and (p / "unet").is_dir():
-        return SdTurboGenerator(p, device, dtype)
-    if p.suffix == ".safetensors" or (p.is_dir() and (p / "local.safetensors").is_file()):
-        return LocalGenerator(p, device, dtype)
-    raise FileNotFoundError(f"model {model!r}: expected 'local', a local-model .safetensors "
-                            f"file, or a diffusers directory with unet/ and vae/ (sd-turbo)")
+    with ``unet/`` and ``vae/`` (sd-turbo); see ``model_kind``."""
+    if model_kind(model) == "sd-turbo":
+        return SdTurboGenerator(Path(model), device, dtype)
+    return LocalGenerator(None if model in (None, "local") else Path(model), device, dtype)

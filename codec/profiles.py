@@ -8,8 +8,10 @@ device's latency (``players.decode.DecodeWorker(hold_s=...)``); the profile's na
 into the run's metadata with the rest of the config.
 
 Where the figures come from:
-- ``cpu-local``: measured on this machine (2 cores, torch 2.13 CPU, 2 threads) with
-  ``bench/codec_speed.py``: whole 30-frame chunks of the local model at 256x256.
+- ``cpu-local``: measured on this machine (2 cores, torch 2.13 CPU, ``DECODE_THREADS`` = 2
+  torch threads, recorded as the profile's ``threads``) with ``bench/codec_speed.py``:
+  whole 30-frame chunks of the local model at 256x256. The player's decode worker uses the
+  same thread count unless told otherwise.
 - ``phone-gpu`` and ``npu``: ASSUMED, not measured (no such device here). ``phone-gpu``
   takes a mobile GPU in fp16 at about 4x this CPU for this small convolutional model;
   ``npu`` about 10x, the scale of PromptMobile's reported speed-ups for on-device decoding.
@@ -22,6 +24,10 @@ from dataclasses import dataclass, field
 
 FRAME_PIXELS = 256 * 256
 FALLBACK_PIXEL_DECODE_S = 0.01
+# torch threads of every measured prompt decode: the catalog's decode_cost
+# (codec.catalog), the cpu-local profile (bench/codec_speed.py's default) and, so that
+# playback matches what schedulers were told, the player's decode worker by default.
+DECODE_THREADS = 2
 
 
 @dataclass(frozen=True)
@@ -39,12 +45,14 @@ class Profile:
     prompt: dict = field(default_factory=dict)   # device -> DeviceFigures
     pixel_cpu_factor: float = 1.0                 # x the catalog's measured cpu decode cost
     source: str = ""
+    threads: int | None = None                    # torch threads measured with; None: assumed
 
 
 PROFILES = {
     "cpu-local": Profile(
         "cpu-local", {"cpu": DeviceFigures(0.0105, 0.03)}, 1.0,
-        "measured here: bench/codec_speed.py, 30-frame chunks, 2 torch threads"),
+        f"measured here: bench/codec_speed.py, 30-frame chunks, {DECODE_THREADS} torch threads",
+        threads=DECODE_THREADS),
     "phone-gpu": Profile(
         "phone-gpu", {"cpu": DeviceFigures(0.021, 0.06), "gpu": DeviceFigures(0.0026, 0.01)},
         2.0, "assumed: phone GPU ~4x this CPU on the local model; phone CPU 2x slower"),

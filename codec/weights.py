@@ -63,7 +63,7 @@ def load(path: str | Path | None = None):
     weights, meta_path = resolve(path)
     if not weights.is_file():
         raise FileNotFoundError(f"local model weights {weights} do not exist; train them with "
-                                f"'testbed codec train --out {weights.parent}'")
+                                f"'testbed codec train --out {weights}'")
     try:
         meta = json.loads(meta_path.read_text())
     except (OSError, ValueError) as exc:

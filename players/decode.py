@@ -14,8 +14,10 @@ machine. ``mode="profile"`` skips the real work and only holds (for scale studie
 
 ``decode`` is blocking; ``decode_async`` runs it on the worker's own thread (PyAV and torch
 release the GIL), so the player's event loop and playback clock keep real time. A chunk the
-decoder rejects raises ``DecodeError`` (a ValueError naming the representation); the player
-turns it into an error event.
+decoder rejects raises ``DecodeError`` (a ValueError naming the representation); so does
+every chunk of a prompt model that cannot be loaded (missing checkpoint, unknown name: the
+load is tried once per worker and model, and its one-line reason repeated). The player
+turns each into a ``decode_error`` event and plays on.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from codec.profiles import DECODE_THREADS  # pure Python: no torch at import
 
 MODES = ("real", "profile")
 _PIXEL_RE = re.compile(r"^pixel/([a-z0-9]+)/[0-9]+$")
@@ -53,12 +57,13 @@ class DecodeWorker:
 
     device: ``cpu`` | ``gpu`` | ``npu`` | ... (the name the session uses); torch_device: the
     torch device prompt decoders run on (``cuda`` when the name is ``gpu`` and CUDA exists,
-    else ``cpu``). mode: ``real`` or ``profile``. threads: decoder threads for prompt
-    models. prompt_models: model name -> what ``codec.load_decoder(model=...)`` takes (a
+    else ``cpu``). mode: ``real`` or ``profile``. threads: torch threads for prompt
+    models, by default ``codec.profiles.DECODE_THREADS``, the count the catalog's measured
+    ``decode_cost`` and the ``cpu-local`` profile were measured with. prompt_models: model name -> what ``codec.load_decoder(model=...)`` takes (a
     local checkpoint path); names not listed are passed as they are (``local``).
     """
 
-    def __init__(self, device: str, mode: str = "real", threads: int = 1,
+    def __init__(self, device: str, mode: str = "real", threads: int = DECODE_THREADS,
                  torch_device: str | None = None,
                  prompt_models: Mapping[str, str] | None = None,
                  load_decoder: Callable[..., Any] | None = None) -> None:
@@ -71,6 +76,7 @@ class DecodeWorker:
         self._prompt_models = dict(prompt_models or {})
         self._load_decoder = load_decoder
         self._decoders: dict[str, Any] = {}
+        self._load_errors: dict[str, str] = {}
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
 
     def warm_up(self) -> None:
@@ -113,7 +119,7 @@ class DecodeWorker:
             return int(frames.shape[0])
         m = _PROMPT_RE.match(representation)
         if m:
-            decoder = self._prompt_decoder(m.group(1))
+            decoder = self._prompt_decoder(m.group(1), representation)
             try:
                 frames, _state = decoder.decode_chunk(data, prev_state=None)
             except ValueError as exc:  # the codec's PromptChunkError is a ValueError
@@ -126,15 +132,28 @@ class DecodeWorker:
         raise DecodeError(f"unknown representation {representation!r} (expected "
                           f"pixel/<codec>/<kbps> or prompt/<model>/r<rank>)")
 
-    def _prompt_decoder(self, model: str):
+    def _prompt_decoder(self, model: str, representation: str):
         dec = self._decoders.get(model)
-        if dec is None:
-            load = self._load_decoder
-            if load is None:
-                from codec import load_decoder as load  # lazy: torch only when prompts play
-            dec = load(model=self._prompt_models.get(model, model), device=self.torch_device(),
-                       threads=self.threads)
-            self._decoders[model] = dec
+        if dec is not None:
+            return dec
+        if model in self._load_errors:  # a failed load is not retried for every chunk
+            raise DecodeError(f"{representation}: {self._load_errors[model]}")
+        load = self._load_decoder
+        if load is None:
+            from codec import load_decoder as load  # lazy: torch only when prompts play
+        target = self._prompt_models.get(model, model)
+        try:
+            dec = load(model=target, device=self.torch_device(), threads=self.threads)
+        except Exception as exc:  # noqa: BLE001
+            # Whatever stops the model loading (missing file, unknown name, bad weights,
+            # no CUDA) makes every chunk of it undecodable: report it per chunk, as a
+            # decode error, instead of ending the player.
+            where = "" if target == model or str(target) in str(exc) else f" ({target})"
+            msg = (f"prompt model {model!r}{where} cannot be loaded: "
+                   f"{type(exc).__name__}: {exc}").splitlines()[0]
+            self._load_errors[model] = msg
+            raise DecodeError(f"{representation}: {msg}") from None
+        self._decoders[model] = dec
         return dec
 
     def torch_device(self) -> str:

@@ -89,3 +89,42 @@ def test_async_decode_leaves_event_loop_free(chunks):
     assert ticks >= 10  # ~30 expected; a blocked loop would give 1
 
 
+
+
+def test_prompt_model_load_failure_is_a_decode_error_tried_once(tmp_path):
+    """A missing checkpoint or an unknown model name is a DecodeError for every chunk
+    (the player logs decode_error and plays on), naming the model and path; the real
+    loader is called once per model, not once per chunk."""
+    pytest.importorskip("torch")
+    from codec import load_decoder
+
+    calls = []
+
+    def counting_load(**kw):
+        calls.append(kw["model"])
+        return load_decoder(**kw)
+
+    missing = tmp_path / "gone.safetensors"
+    w = DecodeWorker("cpu", prompt_models={"mine": str(missing)}, load_decoder=counting_load)
+    for _ in range(3):
+        with pytest.raises(DecodeError, match=f"^prompt/mine/r8: prompt model 'mine' cannot "
+                                              f"be loaded: FileNotFoundError: model "
+                                              f"'{missing}': no such local-model weights"):
+            w.decode(b"any bytes", "prompt/mine/r8", expected_frames=30)
+    assert calls == [str(missing)]
+    with pytest.raises(DecodeError, match="^prompt/nosuch/r2: prompt model 'nosuch' cannot be "
+                                          "loaded: .*expected 'local'"):
+        w.decode(b"any bytes", "prompt/nosuch/r2")
+    with pytest.raises(DecodeError) as exc:
+        w.decode(b"any bytes", "prompt/nosuch/r4")
+    assert "\n" not in str(exc.value)
+    assert calls == [str(missing), "nosuch"]
+
+
+def test_decode_threads_default_matches_the_measured_costs():
+    from codec import catalog, profiles
+
+    assert DecodeWorker("cpu").threads == profiles.DECODE_THREADS
+    assert catalog.DEFAULTS["decode_threads"] == profiles.DECODE_THREADS
+    assert profiles.get("cpu-local").threads == profiles.DECODE_THREADS
+    assert DecodeWorker("cpu", threads=1).threads == 1
