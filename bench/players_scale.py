@@ -1,19 +1,25 @@
 """How many concurrent player processes one machine holds before the emulator itself stalls.
 
 N real player processes (``players.player``, pixel decode on, real PyAV) against one origin
-process on loopback (no shaping: the link is never the bottleneck), all starting their
-session at the same wall-clock instant. N doubles (1, 2, 4, 8, ...) until a round has a
-stall (any player's stall_s above ``--stall-tolerance-s``) or a player fails, then bisects
-between the last good and the first bad N; the answer is the largest N that had none. Each round prints N, total and worst stall, mean/p95 startup, CPU
-seconds and peak RSS per player, the sampler's overhead, and how late the last player
-started its session after the common start (setup on a loaded machine).
+process, through the emulator: each round builds a fresh ``access`` topology with the
+chosen backend (``--backend``: Mininet as root, else the user-space relays; ``none``: plain
+loopback, to tell the emulator's share apart) whose N player links replay a constant
+``--link-mbps`` (default 50, far above what a player fetches: the link is never the
+bottleneck), and all players start their session at the same wall-clock instant. N
+doubles (1, 2, 4, 8, ...) until a round has a stall (any player's stall_s above
+``--stall-tolerance-s``) or a player fails, then bisects between the last good and the
+first bad N; the answer is the largest N that had none. Each round prints N, total and
+worst stall, mean/p95 startup, CPU seconds and peak RSS per player, the sampler's
+overhead, and how late the last player started its session after the common start
+(setup on a loaded machine).
 
 The scheduler is ``--scheduler`` (default ``fixed`` when the baselines exist, else a simple
 sequential fetcher defined here: every chunk of the window in order, lowest bitrate), the
 feed is every video watched to the end. Bounded: ``--time-limit-s`` overall (a round that
 would not fit is not started). Last line: ``players <n>``.
 
-    .venv/bin/python bench/players_scale.py [--catalog DIR] [--session-s 15] [--max-players 64]
+    .venv/bin/python bench/players_scale.py [--backend auto|mininet|userspace|none]
+        [--link-mbps 50] [--catalog DIR] [--session-s 15] [--max-players 64]
 """
 
 from __future__ import annotations
@@ -60,17 +66,84 @@ def _prepare(tmp: Path) -> Path:
     return out
 
 
-def _start_origin(catalog: Path, log: Path) -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "testbed.cli", "serve", "--catalog", str(catalog), "--port", "0",
-         "--access-log", str(log)], cwd=REPO, stdout=subprocess.PIPE, text=True)
-    line = proc.stdout.readline()
-    if not line:
-        raise SystemExit(f"origin did not start (status {proc.poll()})")
-    return proc, json.loads(line)["url"]
+class _Loopback:
+    """``--backend none``: the emulator's interface (the part this bench uses) on plain
+    loopback, with no shaping and no relay."""
+
+    kind = "none"
+    origin_host = "origin"
+
+    def __init__(self, n: int) -> None:
+        self.player_hosts = [f"p{i}" for i in range(n)]
+        self._port = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        return None
+
+    def origin_bind(self, host):
+        import socket
+
+        with socket.socket() as s:  # a free port; the origin binds it a moment later
+            s.bind(("127.0.0.1", 0))
+            self._port = s.getsockname()[1]
+        return "127.0.0.1", self._port
+
+    def origin_url(self, host) -> str:
+        return f"http://127.0.0.1:{self._port}"
+
+    def popen(self, host, argv, **kw):
+        return subprocess.Popen(argv, **kw)
+
+    def start_replay(self) -> None:
+        return None
 
 
-def _round(n: int, url: str, catalog: Path, work: Path, args) -> dict:
+def _network(n: int, work: Path, args):
+    if args.backend == "none":
+        return _Loopback(n)
+    import numpy as np
+
+    from testbed.emulation import open_backend
+    from traces.trace import Trace
+
+    link = Trace(np.array([0.0]), np.array([args.link_mbps]), 3600.0,
+                 name=f"constant {args.link_mbps:g} Mbps")
+    netdir = work / "net"
+    netdir.mkdir()
+    return open_backend(args.backend, "access", [link] * n, {}, f"ps{n}", netdir)
+
+
+def _start_origin(net, catalog: Path, log: Path) -> tuple[subprocess.Popen, str]:
+    from testbed.run import wait_for_json_line
+
+    ip, port = net.origin_bind(net.origin_host)
+    with open(log.with_suffix(".err"), "wb") as err:
+        proc = net.popen(net.origin_host, [
+            sys.executable, "-m", "testbed.cli", "serve", "--catalog", str(catalog), "--host",
+            ip, "--port", str(port), "--access-log", str(log)], stdout=subprocess.PIPE,
+            stderr=err, cwd=REPO)
+    wait_for_json_line(proc, "event", "listening", 30.0, f"origin ({ip}:{port})")
+    return proc
+
+
+def _round(n: int, catalog: Path, work: Path, args) -> dict:
+    with _network(n, work, args) as net:
+        origin = _start_origin(net, catalog, work / "access.jsonl")
+        try:
+            net.start_replay()
+            return _players(n, net, catalog, work, args)
+        finally:
+            from testbed.run import stop_process
+
+            stop_process(origin)
+            if origin.stdout is not None:
+                origin.stdout.close()
+
+
+def _players(n: int, net, catalog: Path, work: Path, args) -> dict:
     from origin import manifest as mf
     from players.accounting import read_events, summarize
 
@@ -81,8 +154,9 @@ def _round(n: int, url: str, catalog: Path, work: Path, args) -> dict:
     start_at = time.time() + args.setup_s + args.setup_per_player_s * n
     for i in range(n):
         videos = [ids[(i + k) % len(ids)] for k in range(length)]
+        host = net.player_hosts[i]
         cfg = {
-            "origin_url": url,
+            "origin_url": net.origin_url(host),
             "feed": {"videos": videos,
                      "watch_s": [cat.videos[ids.index(v)].duration_s for v in videos],
                      "watch_pmf": [[0.0] * int(cat.videos[ids.index(v)].duration_s) + [1.0]
@@ -99,18 +173,20 @@ def _round(n: int, url: str, catalog: Path, work: Path, args) -> dict:
         path.write_text(json.dumps(cfg))
         argv = ([sys.executable, "-m", "players", str(path)] if args.scheduler != "bench-sequential"
                 else [sys.executable, "-c", _LAUNCH, str(path)])
-        procs.append(subprocess.Popen(argv, cwd=REPO, stdout=subprocess.DEVNULL,
-                                      stderr=subprocess.PIPE, text=True))
+        with open(work / f"n{n}-p{i}.err", "wb") as err:  # the child keeps its own copy
+            procs.append(net.popen(host, argv, stdout=subprocess.DEVNULL, stderr=err,
+                                   cwd=REPO))
     failed = []
     for i, p in enumerate(procs):
         try:
-            _, err = p.communicate(timeout=args.session_s + args.setup_s
-                                   + args.setup_per_player_s * n + 60)
+            p.wait(timeout=args.session_s + args.setup_s + args.setup_per_player_s * n + 60)
         except subprocess.TimeoutExpired:
-            p.kill()
-            _, err = p.communicate()
+            from testbed.run import stop_process
+
+            stop_process(p)
         if p.returncode != 0:
-            failed.append(f"p{i}: status {p.returncode}: {err.strip()[-200:]}")
+            err = (work / f"n{n}-p{i}.err").read_text(errors="replace").strip()
+            failed.append(f"p{i}: status {p.returncode}: {err[-200:]}")
     stalls, startups, cpu, rss, sampler, late = [], [], [], [], [], []
     for i in range(n):
         sp = work / f"n{n}-p{i}.json"
@@ -137,6 +213,11 @@ def _round(n: int, url: str, catalog: Path, work: Path, args) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--backend", default="auto",
+                    choices=("auto", "mininet", "userspace", "none"),
+                    help="emulation backend for each round's topology (none: plain loopback)")
+    ap.add_argument("--link-mbps", type=float, default=50.0,
+                    help="constant capacity of every player link (Mbit/s)")
     ap.add_argument("--catalog", type=Path, default=None, help="prepared catalog (default: "
                     "4 videos x 6 s, 256x256, H.264 500 kbps, made in a temp dir)")
     ap.add_argument("--session-s", type=float, default=15.0, help="session per player (s)")
@@ -159,40 +240,40 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="players-scale-") as tmp:
         tmp = Path(tmp)
         catalog = args.catalog or _prepare(tmp)
-        origin, url = _start_origin(catalog, tmp / "access.jsonl")
-        origin.stdout.close()  # its later lines (e.g. "stopped") are not ours to print
+        if args.backend == "auto":
+            from testbed.emulation import resolve_backend
+
+            args.backend = resolve_backend("auto")
         best = 0
-        try:
-            print(f"scheduler {args.scheduler}, session {args.session_s:g} s, origin {url}")
-            print(f"{'N':>4} {'stall_total_s':>13} {'stall_max_s':>11} {'startup_mean_s':>14} "
-                  f"{'startup_max_s':>13} {'cpu_s/player':>12} {'peak_rss_mb':>11} "
-                  f"{'sampler_cpu':>11} {'late_start_s':>12}")
-            n, bad = 1, None
-            while n <= args.max_players and (bad is None or n < bad):
-                need = args.session_s + args.setup_s + args.setup_per_player_s * n + 10 + 0.3 * n
-                if time.monotonic() - t_begin + need > args.time_limit_s:
-                    print(f"(stopping: a round of {n} would pass --time-limit-s)")
-                    break
-                work = tmp / f"n{n}"
-                work.mkdir()
-                r = _round(n, url, catalog, work, args)
-                print(f"{n:>4} {r['stall_s_total']:>13.3f} {r['stall_s_max']:>11.3f} "
-                      f"{r['startup_s_mean']:>14.3f} {r['startup_s_max']:>13.3f} "
-                      f"{r['cpu_s_per_player']:>12.2f} {r['peak_rss_mb']:>11.1f} "
-                      f"{r['sampler_cpu_share']:>10.2%} {r['late_s_max']:>12.2f}", flush=True)
-                if r["failed"]:
-                    print("failed: " + "; ".join(r["failed"][:3]))
-                if r["failed"] or r["stall_s_max"] > args.stall_tolerance_s:
-                    bad = n
-                else:
-                    best = n
-                # double until the first stall, then bisect between the last good and bad N
-                n = n * 2 if bad is None else (best + bad) // 2
-                if bad is not None and (n <= best or bad - best <= max(1, best // 8)):
-                    break
-        finally:
-            origin.terminate()
-            origin.wait(timeout=20)
+        print(f"scheduler {args.scheduler}, session {args.session_s:g} s, backend "
+              f"{args.backend}" + (f", links {args.link_mbps:g} Mbps"
+                                   if args.backend != "none" else ""))
+        print(f"{'N':>4} {'stall_total_s':>13} {'stall_max_s':>11} {'startup_mean_s':>14} "
+              f"{'startup_max_s':>13} {'cpu_s/player':>12} {'peak_rss_mb':>11} "
+              f"{'sampler_cpu':>11} {'late_start_s':>12}")
+        n, bad = 1, None
+        while n <= args.max_players and (bad is None or n < bad):
+            need = args.session_s + args.setup_s + args.setup_per_player_s * n + 10 + 0.3 * n
+            if time.monotonic() - t_begin + need > args.time_limit_s:
+                print(f"(stopping: a round of {n} would pass --time-limit-s)")
+                break
+            work = tmp / f"n{n}"
+            work.mkdir()
+            r = _round(n, catalog, work, args)
+            print(f"{n:>4} {r['stall_s_total']:>13.3f} {r['stall_s_max']:>11.3f} "
+                  f"{r['startup_s_mean']:>14.3f} {r['startup_s_max']:>13.3f} "
+                  f"{r['cpu_s_per_player']:>12.2f} {r['peak_rss_mb']:>11.1f} "
+                  f"{r['sampler_cpu_share']:>10.2%} {r['late_s_max']:>12.2f}", flush=True)
+            if r["failed"]:
+                print("failed: " + "; ".join(r["failed"][:3]))
+            if r["failed"] or r["stall_s_max"] > args.stall_tolerance_s:
+                bad = n
+            else:
+                best = n
+            # double until the first stall, then bisect between the last good and bad N
+            n = n * 2 if bad is None else (best + bad) // 2
+            if bad is not None and (n <= best or bad - best <= max(1, best // 8)):
+                break
     print(f"players {best}")
     return 0
 

@@ -8,10 +8,12 @@ comparable by construction. Definitions (DESIGN.md):
   downloads plus the partial bytes of cancelled ones, and bytes_played counts the full size
   of every chunk of which any part was shown. Replaced representations, chunks never
   reached, and cancelled partials are therefore all waste.
-- QoE = sum_i q_i * played_i / chunk_s - mu * rebuffer_s - lambda * sum |q_i - q_{i-1}|
-  with q in Mbps(-equivalent), consecutive chunks of one video for the switch term, and
-  rebuffer_s = stall_s + startup waits (every wait of the viewer, as the challenge charges
-  them). challenge_score = QoE - download_weight * Mbit downloaded.
+- QoE = sum_i q_i * played_i / chunk_s - mu * stall_s - startup * startup waits
+  - lambda * sum |q_i - q_{i-1}|, with q in Mbps(-equivalent) and consecutive chunks of
+  one video for the switch term. ``startup`` (None) follows ``mu``: the challenge's simulator
+  charges a video's startup wait like a stall (every wait of the viewer, reported as
+  rebuffer_s = stall_s + startup waits); ``startup = 0`` is DESIGN.md's stall-only form.
+  challenge_score = QoE - download_weight * Mbit downloaded.
 """
 
 from __future__ import annotations
@@ -33,11 +35,17 @@ SUMMARY_FIELDS = (
 
 @dataclass(frozen=True)
 class QoEWeights:
-    """mu: per rebuffer second; lam: per Mbps of switch; download: per Mbit (challenge score)."""
+    """mu: per stall second; startup: per startup-wait second; lam: per Mbps of switch;
+    download: per Mbit (challenge score)."""
 
     mu: float = 1.85
     lam: float = 1.0
     download: float = 0.5
+    startup: float | None = None  # None: the same as mu
+
+    @property
+    def startup_weight(self) -> float:
+        return self.mu if self.startup is None else self.startup
 
 
 def read_events(path: str | Path) -> list[dict]:
@@ -128,7 +136,8 @@ def summarize(
             startup_open_s = float(e.get("startup_open_s", 0.0))
     startup_total = sum(startups) + startup_open_s
     rebuffer = stall_s + startup_total
-    qoe = quality - weights.mu * rebuffer - weights.lam * switch
+    qoe = quality - weights.mu * stall_s - weights.startup_weight * startup_total \
+        - weights.lam * switch
     mbit = bytes_downloaded * 8 / 1e6
     wasted = bytes_downloaded - bytes_played
     res = resources or {}

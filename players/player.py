@@ -206,8 +206,8 @@ def config_from_dict(d: Any, source: str = "player config") -> PlayerConfig:
         if d.get(key) is not None and not isinstance(d[key], str):
             raise _fail(source, key, "a file path or null", d[key])
     q = d.get("qoe", {})
-    if not isinstance(q, dict) or set(q) - {"mu", "lam", "download"}:
-        raise _fail(source, "qoe", "an object with mu, lam, download", q)
+    if not isinstance(q, dict) or set(q) - {"mu", "lam", "download", "startup"}:
+        raise _fail(source, "qoe", "an object with mu, lam, download, startup", q)
     qoe = QoEWeights(**{k: num(q, k, f"qoe.{k}", 0.0, exclusive=False) for k in q})
     models = d.get("prompt_models", {})
     if not isinstance(models, dict):

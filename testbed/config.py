@@ -123,9 +123,15 @@ class SimulatorConfig:
 
 @dataclass(frozen=True)
 class QoEConfig:
+    """QoE weights (players.accounting.QoEWeights): mu per stall second; startup per
+    startup-wait second (unset: the same as mu, as the challenge charges both; 0 gives
+    DESIGN.md's stall-only form); lam per Mbps of switch; download per Mbit (challenge
+    score)."""
+
     mu: float = 1.85
     lam: float = 1.0
     download: float = 0.5
+    startup: float | None = None
 
 
 @dataclass(frozen=True)
@@ -240,6 +246,9 @@ def _check(cfg: RunConfig, where: str) -> None:
     need(cfg.simulator.decode_scale >= 0, "simulator.decode_scale", "expected >= 0")
     need(cfg.simulator.queue_bytes >= 0,
          "simulator.queue_bytes", "expected >= 0")
+    for k in ("mu", "lam", "download", "startup"):
+        v = getattr(cfg.qoe, k)
+        need(v is None or v >= 0, f"qoe.{k}", "expected >= 0")
     need(len(cfg.schedulers) >= 1, "schedulers", "expected at least one [[schedulers]] entry")
     from players.schedulers.base import get_class, make_params
 

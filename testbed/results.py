@@ -269,7 +269,8 @@ class RunDir:
 
     def weights(self) -> QoEWeights:
         q = (self.metadata().get("config") or {}).get("qoe") or {}
-        return QoEWeights(**{k: float(v) for k, v in q.items() if k in ("mu", "lam", "download")})
+        return QoEWeights(**{k: float(v) for k, v in q.items()
+                             if k in ("mu", "lam", "download", "startup") and v is not None})
 
     def compute_summary(self) -> list[dict]:
         """One row per (scheduler, player) from the event and resource logs."""

@@ -29,6 +29,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -450,7 +451,7 @@ class Run:
             "events_path": str(self.rd.events_path(p.label, p.index)),
             "resources_path": str(self.rd.resources_path(p.label, p.index)),
             "summary_path": str(self.work / f"player-{p.label}-{p.index}.summary.json"),
-            "qoe": {"mu": cfg.qoe.mu, "lam": cfg.qoe.lam, "download": cfg.qoe.download},
+            "qoe": {k: v for k, v in dataclasses.asdict(cfg.qoe).items() if v is not None},
         }
 
     def _wait_players(self, label: str, players: list[_Player], t0: float) -> None:

@@ -40,6 +40,12 @@ def test_simple_session_numbers():
     assert s["challenge_score"] == pytest.approx(s["qoe"] - 0.5 * 3000 * 8 / 1e6)
     w = summarize(ev, QoEWeights(mu=0.0, lam=0.0, download=0.0))
     assert w["qoe"] == pytest.approx(1.5) and w["challenge_score"] == pytest.approx(1.5)
+    # DESIGN.md's stall-only form: startup waits reported, not charged
+    only = summarize(ev, QoEWeights(startup=0.0))
+    assert only["qoe"] == pytest.approx(1.5 - 1.85 * 0.25 - 0.5)
+    assert only["rebuffer_s"] == pytest.approx(0.75)
+    both = summarize(ev, QoEWeights(mu=1.0, startup=3.0))
+    assert both["qoe"] == pytest.approx(1.5 - 1.0 * 0.25 - 3.0 * 0.5 - 0.5)
 
 
 def test_swipe_during_a_stall_counts_the_stall_until_the_swipe():

@@ -44,6 +44,7 @@ def test_overrides(tmp_path):
     ("mode=sideways", "mode: expected one of"),
     ("network.nope=1", r"unknown field\(s\) \['nope'\]"),
     ("session.duration_s", "expected section.field=value"),
+    ("qoe.startup=-1", "qoe.startup: expected >= 0"),
 ])
 def test_bad_overrides_name_the_field(override, match):
     with pytest.raises(ConfigError, match=match):
@@ -58,8 +59,9 @@ def test_bad_files(tmp_path):
     with pytest.raises(ConfigError, match="cannot read"):
         load_config(tmp_path / "missing.toml")
     p.write_text('[[schedulers]]\nname = "no-such-scheduler"\n')
-    with pytest.raises(ConfigError, match=r"bad.toml: schedulers\[0\]"):
+    with pytest.raises(ConfigError, match=r"bad.toml: schedulers\[0\]") as err:
         load_config(p)
+    assert "valid:" in str(err.value) and "promptpream" in str(err.value)
     p.write_text('[[schedulers]]\nname = "fixed"\n[[schedulers]]\nname = "fixed"\n')
     with pytest.raises(ConfigError, match="labels must be unique"):
         load_config(p)
