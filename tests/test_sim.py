@@ -153,3 +153,120 @@ def test_queue_model_first_byte_waits_behind_queued_bytes():
     link.add((0, 0), 125_000, 0.0, 0.0)
     link.add((0, 1), 12_500, 0.0, 0.0)
     assert link.next_event_s(0.0) == pytest.approx(0.1)
+
+
+# ------------------------------------------------------------- dashlet's faster chunk risks
+# The plain form of Dashlet's risk (players/schedulers/_common.py before it was made
+# faster for the simulator): the reference the fast form must match bit for bit.
+def _ref_watch_grid(v, after_s):
+    from players.schedulers._common import GRID_S
+
+    n = len(v.watch_pmf) - 1
+    points = [(j + 0.5, p) for j, p in enumerate(v.watch_pmf[:n])]
+    points.append((v.duration_s, v.watch_pmf[n] if n >= 0 else 1.0))
+    out, total = {}, 0.0
+    for w, p in points:
+        if p > 0 and w > after_s:
+            k = round((w - after_s) / GRID_S)
+            out[k] = out.get(k, 0.0) + p
+            total += p
+    if total <= 0:
+        return {round(max(v.duration_s - after_s, 0.0) / GRID_S): 1.0}
+    return {k: p / total for k, p in out.items()}
+
+
+def _ref_chunk_risks(obs, horizon_s):
+    from players.schedulers._common import GRID_S, first_chunk, start_s
+
+    limit = round(horizon_s / GRID_S)
+    dists = [{0: 1.0}]
+    for i, v in enumerate(obs.videos[:-1]):
+        rem = _ref_watch_grid(v, obs.playhead_s if i == 0 else 0.0)
+        nxt = {}
+        for a, pa in dists[-1].items():
+            for b, pb in rem.items():
+                if a + b < limit:
+                    nxt[a + b] = nxt.get(a + b, 0.0) + pa * pb
+        dists.append(nxt)
+    risks = {}
+    for i, v in enumerate(obs.videos):
+        base = start_s(obs, v)
+        reach0 = v.prob_reaching_s(base) if i == 0 else 1.0
+        for c in range(first_chunk(obs, v), v.n_chunks):
+            offset_s = max(c * v.chunk_s - base, 0.0)
+            if offset_s >= horizon_s:
+                break
+            if c * v.chunk_s <= base:
+                p_watch = 1.0
+            else:
+                p_watch = v.prob_reaching_s(c * v.chunk_s) / reach0 if reach0 > 0 else 0.0
+            risk = 0.0
+            for k, ps in dists[i].items():
+                t = k * GRID_S + offset_s
+                if t < horizon_s:
+                    risk += (horizon_s - t) * ps * min(p_watch, 1.0)
+            risks[(v.position, c)] = risk
+    return risks
+
+
+def _random_feed(rng, n_videos):
+    feed = []
+    for i in range(n_videos):
+        n = int(rng.integers(2, 30))
+        # durations off the whole second too (then watch_grid's keys need not ascend)
+        dur = float(n) if rng.random() < 0.5 else n - float(rng.uniform(0.0, 0.95))
+        pmf = rng.dirichlet(np.full(n + 1, 0.3))
+        pmf[rng.random(n + 1) < 0.3] = 0.0
+        if pmf.sum() == 0:
+            pmf[-1] = 1.0
+        pmf = tuple(float(x) for x in pmf / pmf.sum())
+        reps = tuple(RepInfo(f"pixel/h264/{k}", "pixel", float(k), (k * 125,) * n,
+                             (k / 1000,) * n, {"cpu": 0.01}) for k in (250, 750, 1850))
+        feed.append(VideoSpec(f"v{i}", dur, 1.0, n, reps, pmf))
+    return feed
+
+
+def test_fast_chunk_risks_are_bit_identical_to_the_plain_form():
+    import dataclasses
+
+    from players.schedulers import _common as cm
+
+    rng = np.random.default_rng(7)
+    observations = []
+    for k in range(6):  # observations of real sessions: swipes, playheads, downloads
+        feed = _random_feed(rng, 30)
+        watch = [float(rng.uniform(0.2, f.duration_s)) for f in feed]
+        tr = Trace(np.arange(120) * 0.5, rng.uniform(0.3, 3.0, 120), 0.5)
+        simulate_session(feed, watch, tr, Sequential(rep="pixel/h264/750", ahead=3),
+                         SimSettings(session_s=40), on_decision=lambda o, a:
+                         observations.append(o))
+    assert len(observations) > 200
+    assert len({(o.current, o.playhead_s) for o in observations}) > 100
+    for obs in observations[::2]:
+        # and any playhead within the current video
+        moved = dataclasses.replace(obs, playhead_s=float(rng.uniform(
+            0.0, obs.videos[0].duration_s)))
+        for o in (obs, moved):
+            for horizon in (25.0, 7.3, 0.4):
+                assert cm.chunk_risks(o, horizon) == _ref_chunk_risks(o, horizon)
+
+
+def test_dashlet_decisions_identical_with_the_plain_risks(monkeypatch):
+    from players.schedulers import _common as cm
+    from players.schedulers.base import create
+
+    rng = np.random.default_rng(11)
+    for k in range(4):
+        feed = _random_feed(rng, 40)
+        watch = [float(rng.uniform(0.2, f.duration_s)) for f in feed]
+        tr = Trace(np.arange(240) * 0.5, rng.uniform(0.3, 4.0, 240), 0.5)
+        runs = []
+        for risks in (cm.chunk_risks, _ref_chunk_risks):
+            monkeypatch.setattr(cm, "chunk_risks", risks)
+            decisions = []
+            ev = simulate_session(feed, watch, tr, create("dashlet", {}, seed=k),
+                                  SimSettings(session_s=90, request_latency_s=0.02),
+                                  on_decision=lambda o, a, d=decisions: d.append(a))
+            runs.append((decisions, ev))
+        assert len(runs[0][0]) > 50
+        assert runs[0] == runs[1], k

@@ -14,6 +14,8 @@ still be played.
 
 from __future__ import annotations
 
+import bisect
+import functools
 import math
 from collections.abc import Sequence
 
@@ -183,9 +185,16 @@ def watch_grid(v: VideoView, after_s: float = 0.0) -> dict[int, float]:
     A swipe during second j counts as leaving at j + 0.5 s; the last pmf entry (watched to
     the end) as leaving at the video's duration.
     """
-    n = len(v.watch_pmf) - 1
-    points = [(j + 0.5, p) for j, p in enumerate(v.watch_pmf[:n])]
-    points.append((v.duration_s, v.watch_pmf[n] if n >= 0 else 1.0))
+    return dict(_watch_grid(v.watch_pmf, v.duration_s, after_s))
+
+
+@functools.lru_cache(maxsize=512)
+def _watch_grid(pmf: tuple[float, ...], duration_s: float,
+                after_s: float) -> tuple[tuple[int, float], ...]:
+    # Cached: a video ahead (after_s 0) gets the same grid at every decision.
+    n = len(pmf) - 1
+    points = [(j + 0.5, p) for j, p in enumerate(pmf[:n])]
+    points.append((duration_s, pmf[n] if n >= 0 else 1.0))
     out: dict[int, float] = {}
     total = 0.0
     for w, p in points:
@@ -194,8 +203,8 @@ def watch_grid(v: VideoView, after_s: float = 0.0) -> dict[int, float]:
             out[k] = out.get(k, 0.0) + p
             total += p
     if total <= 0:
-        return {_grid(max(v.duration_s - after_s, 0.0)): 1.0}
-    return {k: p / total for k, p in out.items()}
+        return ((_grid(max(duration_s - after_s, 0.0)), 1.0),)
+    return tuple((k, p / total) for k, p in out.items())
 
 
 def start_time_dists(obs: Observation, horizon_s: float) -> list[dict[int, float]]:
@@ -206,14 +215,37 @@ def start_time_dists(obs: Observation, horizon_s: float) -> list[dict[int, float
     limit = _grid(horizon_s)
     dists: list[dict[int, float]] = [{0: 1.0}]
     for i, v in enumerate(obs.videos[:-1]):
-        rem = watch_grid(v, obs.playhead_s if i == 0 else 0.0)
+        rem = _watch_grid(v.watch_pmf, v.duration_s, obs.playhead_s if i == 0 else 0.0)
+        # Only the terms with a + b < limit count. watch_grid's keys normally ascend, so
+        # they are a prefix of rem, found by bisection; the products and their order of
+        # addition stay those of the plain double loop, so the floats (and dashlet's
+        # decisions) are bit-identical to it (tests/test_sim.py).
+        keys = [b for b, _ in rem]
+        ascending = all(x < y for x, y in zip(keys, keys[1:]))
         nxt: dict[int, float] = {}
+        get = nxt.get
         for a, pa in dists[-1].items():
-            for b, pb in rem.items():
-                if a + b < limit:
-                    nxt[a + b] = nxt.get(a + b, 0.0) + pa * pb
+            part = rem[:bisect.bisect_left(keys, limit - a)] if ascending else \
+                [(b, pb) for b, pb in rem if a + b < limit]
+            for b, pb in part:
+                nxt[a + b] = get(a + b, 0.0) + pa * pb
         dists.append(nxt)
     return dists
+
+
+_REACH: dict[tuple, tuple[float, ...]] = {}
+
+
+def _chunk_reach(v: VideoView) -> tuple[float, ...]:
+    """``v.prob_reaching_s`` at every chunk start, cached per (pmf, chunk_s, n_chunks):
+    the same values at every decision."""
+    key = (v.watch_pmf, v.chunk_s, v.n_chunks)
+    out = _REACH.get(key)
+    if out is None:
+        if len(_REACH) >= 1024:
+            _REACH.clear()
+        out = _REACH[key] = tuple(v.prob_reaching_s(c * v.chunk_s) for c in range(v.n_chunks))
+    return out
 
 
 def chunk_risks(obs: Observation, horizon_s: float) -> dict[tuple[int, int], float]:
@@ -226,18 +258,34 @@ def chunk_risks(obs: Observation, horizon_s: float) -> dict[tuple[int, int], flo
     for i, v in enumerate(obs.videos):
         base = start_s(obs, v)
         reach0 = v.prob_reaching_s(base) if i == 0 else 1.0
+        reach = _chunk_reach(v)
+        chunks, offsets, p_watch = [], [], []
         for c in range(first_chunk(obs, v), v.n_chunks):
             offset_s = max(c * v.chunk_s - base, 0.0)
             if offset_s >= horizon_s:
                 break
             if c * v.chunk_s <= base:
-                p_watch = 1.0
+                pw = 1.0
             else:
-                p_watch = v.prob_reaching_s(c * v.chunk_s) / reach0 if reach0 > 0 else 0.0
-            risk = 0.0
-            for k, ps in dists[i].items():
-                t = k * GRID_S + offset_s
-                if t < horizon_s:
-                    risk += (horizon_s - t) * ps * min(p_watch, 1.0)
-            risks[(v.position, c)] = risk
+                pw = reach[c] / reach0 if reach0 > 0 else 0.0
+            chunks.append(c)
+            offsets.append(offset_s)
+            p_watch.append(min(pw, 1.0))
+        if not chunks:
+            continue
+        # risk = sum over the start-time grid, in dict order, of (horizon_s - t) * P(start)
+        # * p_watch, t = start + offset < horizon_s. Start-major: every chunk still adds
+        # its terms in that order (bit-identical floats to the chunk-major loop; tested in
+        # tests/test_sim.py), and as offsets ascend, the chunks with t < horizon_s are a
+        # prefix, so the loop stops at the first one too late.
+        risk = [0.0] * len(chunks)
+        for k, ps in dists[i].items():
+            start = k * GRID_S
+            for j, off in enumerate(offsets):
+                t = start + off
+                if not t < horizon_s:
+                    break
+                risk[j] += (horizon_s - t) * ps * p_watch[j]
+        for c, r in zip(chunks, risk):
+            risks[(v.position, c)] = r
     return risks
