@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import bisect
 import functools
+import itertools
 import math
 from collections.abc import Sequence
 
@@ -221,7 +222,7 @@ def start_time_dists(obs: Observation, horizon_s: float) -> list[dict[int, float
         # addition stay those of the plain double loop, so the floats (and dashlet's
         # decisions) are bit-identical to it (tests/test_sim.py).
         keys = [b for b, _ in rem]
-        ascending = all(x < y for x, y in zip(keys, keys[1:]))
+        ascending = all(x < y for x, y in itertools.pairwise(keys))
         nxt: dict[int, float] = {}
         get = nxt.get
         for a, pa in dists[-1].items():
