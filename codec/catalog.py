@@ -16,24 +16,108 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
+import re
 import time
 import zlib
 from pathlib import Path
 
 import numpy as np
 
+# origin.manifest's prompt model-name rule (prompt/<model>/r<rank>)
+_MODEL_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+from codec.profiles import DECODE_THREADS
+
 EXT = "pbp"
-DEFAULTS = {"key_interval": 10, "refine_steps": 0, "lr": 0.02, "decode_threads": 2,
-            "decode_samples": 5}
+# Fitting options (passed to codec.encode.encode_chunk) and their defaults.
+FIT_DEFAULTS = {"key_interval": 10, "refine_steps": 0, "lr": 0.02, "target_psnr_db": None,
+                "mse_weight": 1.0, "ssim_weight": 0.005, "context_l1_weight": 0.0,
+                "lr_min": None}
+DEFAULTS = {**FIT_DEFAULTS, "decode_threads": DECODE_THREADS, "decode_samples": 5}
+# Settings every sidecar has held; the later ones enter only when not at their default,
+# so catalogs fitted before those options existed stay reusable.
+_ALWAYS = ("key_interval", "refine_steps", "lr")
 
 _GEN = None  # per worker process
 
 
 def _settings(gen_hash: str, kind: str, rank: int, opts: dict) -> dict:
-    return {"generator": kind, "model_hash": gen_hash, "rank": rank,
-            "key_interval": opts["key_interval"], "refine_steps": opts["refine_steps"],
-            "lr": opts["lr"]}
+    out = {"generator": kind, "model_hash": gen_hash, "rank": rank}
+    out.update({k: opts[k] for k in FIT_DEFAULTS
+                if k in _ALWAYS or opts[k] != FIT_DEFAULTS[k]})
+    return out
+
+
+def check_options(opts: dict) -> None:
+    """Refuse fitting/decode options ``encode_chunk`` would reject mid-run, before any work."""
+    def bad(name, expected):
+        raise ValueError(f"prompt option {name}: expected {expected}, got {opts[name]!r}")
+
+    def is_int(v):
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    def is_num(v):
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+    for name, lo in (("key_interval", 1), ("refine_steps", 0), ("decode_threads", 1),
+                     ("decode_samples", 1)):
+        if not is_int(opts[name]) or opts[name] < lo:
+            bad(name, f"an integer >= {lo}")
+    for name in ("mse_weight", "ssim_weight", "context_l1_weight"):
+        if not is_num(opts[name]) or opts[name] < 0:
+            bad(name, "a finite number >= 0")
+    if not is_num(opts["lr"]) or opts["lr"] <= 0:
+        bad("lr", "a finite number > 0")
+    if opts["lr_min"] is not None and not (is_num(opts["lr_min"]) and 0 < opts["lr_min"] <= opts["lr"]):
+        bad("lr_min", f"None or a number in (0, lr = {opts['lr']}]")
+    t = opts["target_psnr_db"]
+    if t is not None:
+        if not is_num(t) or not 0 < t <= 100:
+            bad("target_psnr_db", "None or a number of dB in (0, 100]")
+        if opts["refine_steps"] == 0:
+            raise ValueError("prompt option target_psnr_db stops refinement early, so it needs "
+                             "refine_steps > 0 (with 0 steps there is nothing to stop)")
+
+
+def model_name(model) -> str:
+    """The manifest's model name for ``model`` (``prompt/<name>/r<rank>``), after checking
+    that ``model`` exists (``codec.generators.model_kind``; imports torch).
+
+    ``local`` and the committed checkpoint -> ``local``; a directory -> its name; a
+    ``local.safetensors`` file -> its directory's name (as passing the directory); another
+    ``.safetensors`` file -> its stem; ``_`` becomes ``-``. A name that is not a valid
+    manifest model name, or a different checkpoint that would be called ``local``, raises
+    ``ValueError``: players map the name to the checkpoint (``prompt_models``), so it must
+    not pass for the committed model.
+    """
+    from codec import weights
+    from codec.generators import model_kind
+
+    model_kind(model)  # FileNotFoundError saying what was expected
+    if model in (None, "local"):
+        return "local"
+    p = Path(model)
+    if p.resolve() == weights.default_paths()[0].resolve():
+        return "local"
+    if p.is_dir():
+        if (p / "local.safetensors").resolve() == weights.default_paths()[0].resolve():
+            return "local"
+        name = p.resolve().name
+    elif p.name == f"{weights.DEFAULT_NAME}.safetensors":
+        name = p.resolve().parent.name
+    else:
+        name = p.stem
+    name = name.replace("_", "-")
+    if not _MODEL_NAME_RE.match(name):
+        raise ValueError(f"model {str(model)!r}: its manifest name {name!r} must start with a "
+                         f"letter or digit and hold only letters, digits, '.', '_' or '-' "
+                         f"(64 at most); rename the file or directory")
+    if name == "local":
+        raise ValueError(f"model {str(model)!r} would be named 'local' in the manifest, the "
+                         f"committed model's name; rename its file or directory")
+    return name
 
 
 def _chunk_seed(video: str, index: int) -> int:
@@ -62,7 +146,11 @@ def _fit_one(task: tuple) -> dict:
     frames = read_source_chunk(vm, index)
     data, info = encode_chunk(_GEN, frames, rank, key_interval=opts["key_interval"],
                               steps=opts["refine_steps"], lr=opts["lr"],
-                              seed=_chunk_seed(video, index), with_init=index == 0)
+                              target_psnr_db=opts["target_psnr_db"],
+                              mse_weight=opts["mse_weight"], ssim_weight=opts["ssim_weight"],
+                              context_l1_weight=opts["context_l1_weight"],
+                              lr_min=opts["lr_min"], seed=_chunk_seed(video, index),
+                              with_init=index == 0)
     path = vdir / rel
     path.parent.mkdir(parents=True, exist_ok=True)
     side = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data),
@@ -116,10 +204,14 @@ def add_prompt_representations(catalog_dir, ranks, model: str = "local", jobs: i
     """Add ``prompt/<model>/r<rank>`` for every video and rank; returns a summary dict.
 
     catalog_dir: a catalog made by ``testbed prepare``. ranks: prompt ranks (1..255).
-    model: ``local`` or a checkpoint path (the manifest's model name is ``local`` for
-    ``local`` and the directory/file stem otherwise). jobs: worker processes (default all
-    CPUs). options: key_interval (10), refine_steps (0: the amortised start only), lr,
-    decode_threads (2), decode_samples (5 chunks timed per representation).
+    model: ``local``, a local-model checkpoint (``.safetensors`` or a directory holding
+    ``local.safetensors``) or an sd-turbo diffusers directory; the manifest's model name is
+    ``model_name(model)``. jobs: worker processes (default all CPUs). options
+    (``DEFAULTS``, checked by ``check_options``): key_interval (10), refine_steps (0: the
+    amortised start only), lr (0.02), lr_min (lr/100), target_psnr_db (None: no early
+    stop), mse_weight (1), ssim_weight (0.005), context_l1_weight (0), decode_threads
+    (``codec.profiles.DECODE_THREADS`` = 2, recorded in the representation's ``params``
+    next to ``decode_cost``), decode_samples (5 chunks timed per representation).
     """
     import multiprocessing as mp
 
@@ -131,10 +223,11 @@ def add_prompt_representations(catalog_dir, ranks, model: str = "local", jobs: i
     if unknown:
         raise ValueError(f"unknown prompt options {sorted(unknown)}; known: {sorted(opts)}")
     opts.update(options)
+    check_options(opts)
     ranks = [int(r) for r in ranks]
     if not ranks or any(not 1 <= r <= 255 for r in ranks):
         raise ValueError(f"ranks: expected integers in 1..255, got {ranks}")
-    name_model = "local" if model in (None, "local") else Path(str(model)).stem.replace("_", "-")
+    name_model = model_name(model)
     cat = mf.load_catalog(catalog_dir)
     # Workers are spawned, not forked: a fork after torch started its thread pool can hang.
     # The model hash decides whether old chunks still apply; a worker reports it.
@@ -190,6 +283,7 @@ def add_prompt_representations(catalog_dir, ranks, model: str = "local", jobs: i
                 name=name, kind="prompt", chunks=chunks, model=name_model, rank=r,
                 model_hash=gen_hash, init_bytes=int(rows[0]["init_bytes"]),
                 params=mf.FrozenMap({**_settings(gen_hash, kind, r, opts),
+                                     "decode_threads": opts["decode_threads"],
                                      "frames_per_chunk": rows[0]["frames"],
                                      "fit_s_mean": round(float(np.mean(
                                          [d["fit_s"] for d in rows])), 3)}),

@@ -7,8 +7,10 @@
    seeded random factors.
 2. Refinement: Adam on U and V, fake-quantised to 8 bits with a straight-through
    estimator; the loss covers the keyframes *and* in-between frames (interpolation-aware):
-   ``MSE + ssim_weight * (1 - SSIM)`` (SSIM over 7x7 windows, computed here, no download);
-   the learning rate halves after 3 steps without improvement (floor lr/100); stops at
+   ``mse_weight * MSE + ssim_weight * (1 - SSIM) + context_l1_weight * mean|c|``, defaults
+   1 / 0.005 / 0 (SSIM over 7x7 windows, computed here, no download; it stands in for the
+   VGG perceptual term, whose weights cannot be had here); the learning rate (default 0.02)
+   halves after 3 steps without improvement (floor ``lr_min``, default lr/100); stops at
    ``steps`` or once the fitted frames reach ``target_psnr_db``. The best step is kept.
 3. Output: the wire format (``codec.wire``), 8-bit U/V per keyframe with scale and zero
    point, and for a video's first chunk the 8-bit initial latent.
@@ -105,20 +107,34 @@ def _psnr(x: torch.Tensor, y: torch.Tensor) -> float:
 def encode_chunk(gen, frames: np.ndarray, rank: int, key_interval: int = 10, steps: int = 0,
                  lr: float = 0.02, seed: int = 0, with_init: bool = False,
                  target_psnr_db: float | None = None, ssim_weight: float = 0.005,
-                 measure: bool = True) -> tuple[bytes, EncodeInfo]:
+                 mse_weight: float = 1.0, context_l1_weight: float = 0.0,
+                 lr_min: float | None = None, measure: bool = True) -> tuple[bytes, EncodeInfo]:
     """Fit one chunk.
 
     gen: a generator (``codec.generators``). frames: (F,H,W,3) uint8 source frames.
     rank: r. key_interval: frames between keyframes. steps: refinement steps (0 = the
-    amortised start only). lr: Adam learning rate. seed: the chunk's noise seed.
+    amortised start only). lr: Adam learning rate, halved after 3 steps without improvement
+    down to ``lr_min`` (default lr / 100). seed: the chunk's noise seed.
     with_init: carry the initial latent (a video's first chunk). target_psnr_db: stop early
-    once the fitted frames reach it. measure: decode the whole chunk to report quality.
+    once the fitted frames reach it. Loss: ``mse_weight * MSE + ssim_weight * (1 - SSIM) +
+    context_l1_weight * mean|c|`` with ``c = U @ V / sqrt(r)`` of the keyframes (Promptus'
+    recipe is 0.8 / 0.2 / 0.1 with lr 0.1, floor 0.001; docs/codec.md says why the defaults
+    differ). measure: decode the whole chunk to report quality.
     """
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[3] != 3 or frames.dtype != np.uint8:
         raise ValueError(f"frames: expected (F,H,W,3) uint8, got {frames.shape} {frames.dtype}")
     if not 1 <= rank <= 255:
         raise ValueError(f"rank: expected 1..255, got {rank}")
+    for name, val in (("mse_weight", mse_weight), ("ssim_weight", ssim_weight),
+                      ("context_l1_weight", context_l1_weight)):
+        if not (math.isfinite(val) and val >= 0):
+            raise ValueError(f"{name}: expected a finite number >= 0, got {val}")
+    if not (math.isfinite(lr) and lr > 0):
+        raise ValueError(f"lr: expected a finite number > 0, got {lr}")
+    lr_min = lr / 100 if lr_min is None else lr_min
+    if not (math.isfinite(lr_min) and 0 < lr_min <= lr):
+        raise ValueError(f"lr_min: expected a number in (0, lr = {lr}], got {lr_min}")
     t0 = time.perf_counter()
     n, h, w, _ = frames.shape
     dev = next(iter(gen.parameters())).device
@@ -146,6 +162,17 @@ def encode_chunk(gen, frames: np.ndarray, rank: int, key_interval: int = 10, ste
         return (torch.stack([fake_quant(u[j]) for j in range(len(positions))]),
                 torch.stack([fake_quant(v[j]) for j in range(len(positions))]))
 
+    def objective(uq, vq):
+        """(loss, mse) of the fitted frames for quantised factors."""
+        out, _ = render.render(gen, uq, vq, positions, fit_ids, noise, init_lat)
+        mse = ((out - fit_target) ** 2).mean()
+        loss = mse_weight * mse
+        if ssim_weight:
+            loss = loss + ssim_weight * (1 - _ssim(out, fit_target))
+        if context_l1_weight:
+            loss = loss + context_l1_weight * (uq @ vq).abs().mean() / math.sqrt(rank)
+        return loss, mse
+
     u = u0.clone().requires_grad_(True)
     v = v0.clone().requires_grad_(True)
     best = (u0.clone(), v0.clone())
@@ -155,10 +182,7 @@ def encode_chunk(gen, frames: np.ndarray, rank: int, key_interval: int = 10, ste
         best_loss = math.inf
         stale = 0
         for step in range(steps):
-            uq, vq = quantised(u, v)
-            out, _ = render.render(gen, uq, vq, positions, fit_ids, noise, init_lat)
-            mse = ((out - fit_target) ** 2).mean()
-            loss = mse + ssim_weight * (1 - _ssim(out, fit_target))
+            loss, mse = objective(*quantised(u, v))
             lv = float(loss.detach())
             if lv < best_loss - 1e-7:
                 best_loss, stale = lv, 0
@@ -167,7 +191,7 @@ def encode_chunk(gen, frames: np.ndarray, rank: int, key_interval: int = 10, ste
                 stale += 1
                 if stale >= 3:
                     for gr in opt.param_groups:
-                        gr["lr"] = max(lr / 100, gr["lr"] / 2)
+                        gr["lr"] = max(lr_min, gr["lr"] / 2)
                     stale = 0
             if target_psnr_db is not None and 10 * math.log10(1 / max(float(mse), 1e-10)) >= target_psnr_db:
                 break
@@ -177,9 +201,7 @@ def encode_chunk(gen, frames: np.ndarray, rank: int, key_interval: int = 10, ste
             steps_run = step + 1
         # the last update is evaluated too
         with torch.no_grad():
-            uq, vq = quantised(u, v)
-            out, _ = render.render(gen, uq, vq, positions, fit_ids, noise, init_lat)
-            lv = float(((out - fit_target) ** 2).mean() + ssim_weight * (1 - _ssim(out, fit_target)))
+            lv = float(objective(*quantised(u, v))[0])
             if lv < best_loss:
                 best = (u.detach().clone(), v.detach().clone())
     ub, vb = best

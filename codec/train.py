@@ -4,7 +4,9 @@ Data: images that ship inside scikit-image which the catalog generator does *not
 (``origin.source.PHOTOS`` are held out, so the rate-distortion benchmark on the default
 catalog measures unseen photographs), grey ones colourised at random, plus procedural
 texture (smooth colour fields, gratings, discs and boxes with hard edges), in random
-256x256 crops with random scale and flips.
+square crops (``size``: 128x128 for the committed checkpoint, the default) with random
+scale and flips. The model works on any multiple of 16 pixels (one token per 16x16
+patch), so it decodes 256x256 frames; the held-out evaluation uses 256x256 crops.
 
 Objective: frame -> encoder -> context projected to a random rank r in {1,2,4,8,16,full}
 -> one UNet step from ``0.95 * noise`` -> decoder; mean squared error against the frame.
@@ -165,9 +167,13 @@ def evaluate(model, frames: np.ndarray, ranks=(2, 4, 8, 16)) -> dict:
     return out
 
 
-def train(out_path, steps: int = 2000, seed: int = 0, batch: int = 4, size: int = 256,
+def train(out_path, steps: int = 2500, seed: int = 0, batch: int = 8, size: int = 128,
           lr: float = 2e-3, threads: int = 2, log=print, command: str = "") -> dict:
-    """Train from scratch and save ``out_path`` (.safetensors + .json); returns the metadata."""
+    """Train from scratch and save ``out_path`` (.safetensors + .json); returns the metadata.
+
+    The defaults are the ones that made the committed checkpoint (``testbed codec train``
+    passes on only the flags given, so this signature is the one source of them).
+    """
     import torch
 
     from codec import weights
@@ -218,7 +224,8 @@ def train(out_path, steps: int = 2000, seed: int = 0, batch: int = 4, size: int 
         "model": "local",
         "seed": seed, "steps": steps, "batch": batch, "crop": size, "lr": lr,
         "threads": threads, "train_s": round(train_s, 1),
-        "command": command or f"testbed codec train --steps {steps} --seed {seed}",
+        "command": command or (f"testbed codec train --steps {steps} --seed {seed} "
+                               f"--batch {batch} --crop {size}"),
         "train_images": list(TRAIN_IMAGES) + ["procedural"],
         "held_out_eval_psnr_db": held_psnr,
         "eval_photos": [f"{p}:{n}" for p, n in EVAL_PHOTOS],

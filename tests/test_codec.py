@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import struct
 import zlib
 
@@ -369,3 +370,147 @@ def test_training_images_exclude_the_catalog_photographs():
     b = train.sample_batch(train.training_images(), 3, 64, np.random.default_rng(0))
     assert a.shape == (3, 3, 64, 64) and np.array_equal(a, b)
     assert -1e-5 <= a.min() and a.max() <= 1.0 + 1e-5  # resampling overshoot only
+
+
+# ------------------------------------------------------------------ options and their defaults
+
+
+def _helps(command) -> dict:
+    """--flag -> help text of a ``testbed`` subcommand (``("codec", "train")``)."""
+    import argparse
+
+    from testbed.cli import build_parser
+
+    parser = build_parser()
+    for name in command:
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        parser = sub.choices[name]
+    return {a.option_strings[-1]: a.help for a in parser._actions if a.option_strings}
+
+
+def test_train_cli_defaults_are_the_train_function_defaults():
+    """One source: ``testbed codec train`` passes on only flags given; its help states the
+    signature's defaults, which are the committed checkpoint's settings."""
+    import inspect
+    import json
+
+    from codec import train, weights
+
+    sig = inspect.signature(train.train).parameters
+    helps = _helps(("codec", "train"))
+    for flag, param in (("steps", "steps"), ("seed", "seed"), ("batch", "batch"),
+                        ("crop", "size"), ("threads", "threads")):
+        assert f"(default {sig[param].default})" in helps[f"--{flag}"], flag
+    meta = json.loads(weights.default_paths()[1].read_text())
+    assert (meta["steps"], meta["seed"], meta["batch"], meta["crop"], meta["lr"]) == (
+        sig["steps"].default, sig["seed"].default, sig["batch"].default, sig["size"].default,
+        sig["lr"].default)
+
+
+def test_prepare_prompt_flag_help_states_the_catalog_defaults():
+    from codec.catalog import DEFAULTS
+
+    helps = _helps(("prepare",))
+    assert f"(default {DEFAULTS['refine_steps']}:" in helps["--prompt-refine-steps"]
+    assert f"(default {DEFAULTS['key_interval']})" in helps["--prompt-key-interval"]
+    assert DEFAULTS["target_psnr_db"] is None
+    assert "(default: no early stop" in helps["--prompt-target-psnr"]
+
+
+@pytest.mark.parametrize("extra, needle", [
+    (["--prompt-refine-steps", "3"], "--prompt-refine-steps: only apply with --prompt-ranks"),
+    (["--prompt-ranks", "2", "--prompt-target-psnr", "30"],
+     "--prompt-target-psnr stops refinement early: it needs --prompt-refine-steps"),
+    (["--prompt-ranks", "2", "--prompt-model", "/nonexistent/m.safetensors"],
+     "--prompt-model: model '/nonexistent/m.safetensors': no such local-model weights file"),
+    (["--prompt-ranks", "2", "--prompt-model", "sd-turbo"],
+     "--prompt-model: model 'sd-turbo': expected 'local', an existing local-model"),
+])
+def test_prepare_prompt_flags_fail_before_any_work(tmp_path, capsys, extra, needle):
+    from testbed.cli import main as cli_main
+
+    out = tmp_path / "cat"
+    rc = cli_main(["prepare", "--out", str(out), "--count", "1", "--duration-s", "1",
+                   "--quiet", *extra])
+    assert rc == 2
+    assert needle in capsys.readouterr().err
+    assert not out.exists()  # refused before the pixel ladder
+
+
+@pytest.mark.parametrize("flag, value", [("--prompt-key-interval", "0"),
+                                         ("--prompt-refine-steps", "-1"),
+                                         ("--prompt-target-psnr", "nan"),
+                                         ("--prompt-target-psnr", "0")])
+def test_prepare_prompt_flag_values_are_checked(capsys, flag, value):
+    from testbed.cli import main as cli_main
+
+    with pytest.raises(SystemExit) as exc:
+        cli_main(["prepare", "--out", "/tmp/unused", "--prompt-ranks", "2", flag, value])
+    assert exc.value.code == 2
+    assert f"argument {flag}: expected" in capsys.readouterr().err
+
+
+def test_catalog_options_are_checked():
+    from codec.catalog import DEFAULTS, check_options
+
+    check_options(dict(DEFAULTS))
+    for change, needle in (({"key_interval": 0}, "key_interval: expected an integer >= 1"),
+                           ({"lr": float("nan")}, "lr: expected a finite number > 0"),
+                           ({"ssim_weight": -1}, "ssim_weight: expected a finite number >= 0"),
+                           ({"lr_min": 1.0}, "lr_min: expected None or a number in (0, lr"),
+                           ({"target_psnr_db": 30}, "needs refine_steps > 0")):
+        with pytest.raises(ValueError, match=re.escape(needle)):
+            check_options({**DEFAULTS, **change})
+
+
+def test_model_names(tmp_path):
+    import shutil
+
+    from codec import weights
+    from codec.catalog import model_name
+
+    committed = weights.default_paths()[0]
+    assert model_name("local") == "local" == model_name(str(committed))
+    assert model_name(str(committed.parent)) == "local"
+    (tmp_path / "my_ckpt").mkdir()
+    shutil.copy(committed, tmp_path / "my_ckpt" / "local.safetensors")
+    assert model_name(str(tmp_path / "my_ckpt")) == "my-ckpt"
+    assert model_name(str(tmp_path / "my_ckpt" / "local.safetensors")) == "my-ckpt"
+    shutil.copy(committed, tmp_path / "v2.safetensors")
+    assert model_name(str(tmp_path / "v2.safetensors")) == "v2"
+    (tmp_path / "local").mkdir()
+    shutil.copy(committed, tmp_path / "local" / "local.safetensors")
+    with pytest.raises(ValueError, match="would be named 'local'"):
+        model_name(str(tmp_path / "local"))
+    with pytest.raises(FileNotFoundError, match="no such local-model weights file"):
+        model_name(str(tmp_path / "none.safetensors"))
+
+
+def test_encode_options_are_checked(local_gen):
+    from codec.encode import encode_chunk
+
+    frames = _tiny_frames(n=1)
+    for kw, needle in (({"context_l1_weight": -0.1}, "context_l1_weight: expected a finite"),
+                       ({"mse_weight": float("inf")}, "mse_weight: expected a finite"),
+                       ({"lr": 0.0}, "lr: expected a finite number > 0"),
+                       ({"lr_min": 0.5}, "lr_min: expected a number in (0, lr")):
+        with pytest.raises(ValueError, match=re.escape(needle)):
+            encode_chunk(local_gen, frames, rank=2, steps=1, **kw)
+
+
+def test_context_l1_term_shrinks_the_prompt(local_gen):
+    """The mean|c| regulariser (Promptus' 0.1 mean|c|) pulls the fitted context towards 0."""
+    from codec.encode import encode_chunk
+
+    frames = _tiny_frames(n=2)
+
+    def mean_abs_c(data):
+        c = wire.unpack(data)
+        return float(np.abs(np.einsum("klr,krd->kld", c.u(), c.v())).mean() / np.sqrt(c.rank))
+
+    plain, _ = encode_chunk(local_gen, frames, rank=2, steps=5, lr=0.05, seed=2)
+    shrunk, info = encode_chunk(local_gen, frames, rank=2, steps=5, lr=0.05, seed=2,
+                                context_l1_weight=1.0)
+    assert info.steps == 5
+    assert mean_abs_c(shrunk) < 0.95 * mean_abs_c(plain), (mean_abs_c(shrunk),
+                                                           mean_abs_c(plain))

@@ -92,6 +92,66 @@ def test_player_plays_prompt_chunks(prompt_catalog, tmp_path):
     assert summary["decode_s"] > 0
 
 
+def test_player_with_a_missing_prompt_model_logs_decode_errors_and_plays_on(prompt_catalog,
+                                                                           tmp_path):
+    """A checkpoint that is not there ends no player: every prompt chunk becomes a
+    decode_error naming the model and path, and the session runs to its end."""
+    missing = tmp_path / "gone" / "local.safetensors"
+    origin = Origin(prompt_catalog, tmp_path / "access.jsonl")
+    try:
+        cfg = _config(origin.url, tmp_path,
+                      feed={"videos": ["v000", "v001"], "watch_s": [2.0, 2.0]},
+                      scheduler={"name": "test-prompt-only", "params": {}, "seed": 1},
+                      prompt_models={"local": str(missing)})
+        cfg["session"]["duration_s"] = 3.0
+        proc = _launch_here(cfg, tmp_path, tmp_path / "player.json")
+        _out, err = proc.communicate(timeout=120)
+    finally:
+        origin.stop()
+    assert proc.returncode == 0, err
+    ev = read_events(tmp_path / "events.jsonl")
+    errs = [e for e in ev if e["event"] == "decode_error"]
+    assert len(errs) >= 2, ev
+    assert all(e["error"].startswith("prompt/local/r2: prompt model 'local' cannot be loaded")
+               and str(missing) in e["error"] for e in errs), errs[0]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["chunks_decoded"] == 0 and "error" not in summary
+
+
+def test_prepare_prompt_flags_reach_the_manifest(tmp_path, capsys):
+    """``testbed prepare`` with --prompt-model (a checkpoint directory), refine steps, key
+    interval and an early-stop target: all of it shows in the manifest and the chunks."""
+    import shutil
+
+    from codec import wire
+    from testbed.cli import main as cli_main
+
+    mini = tmp_path / "mini"
+    mini.mkdir()
+    for src in weights.default_paths():
+        shutil.copy(src, mini / src.name)
+    out = tmp_path / "cat"
+    rc = cli_main(["prepare", "--out", str(out), "--count", "1", "--duration-s", "1",
+                   "--size", "64x64", "--codecs", "h264", "--ladder-kbps", "200", "--jobs", "1",
+                   "--decode-samples", "1", "--quiet", "--prompt-ranks", "2",
+                   "--prompt-model", str(mini), "--prompt-refine-steps", "2",
+                   "--prompt-key-interval", "5", "--prompt-target-psnr", "10"])
+    assert rc == 0
+    assert "prompt representations prompt/mini/r2 added (1 chunks fitted" in capsys.readouterr().out
+    vdir = mf.video_dir(out, "v000")
+    rep = mf.load_video_manifest(vdir / mf.MANIFEST_FILE).representation("prompt/mini/r2")
+    assert rep.model == "mini"
+    assert rep.model_hash == weights.file_sha256(weights.default_paths()[0])
+    assert (rep.params["key_interval"], rep.params["refine_steps"],
+            rep.params["target_psnr_db"], rep.params["decode_threads"]) == (5, 2, 10.0, 2)
+    chunk = rep.chunks[0]
+    assert wire.unpack((vdir / chunk.path).read_bytes()).positions == \
+        wire.keyframe_positions(30, 5)
+    # 10 dB is reached at the start: refinement stops before its first step
+    side = json.loads((vdir / chunk.path).with_suffix(".json").read_text())
+    assert side["steps"] == 0 and side["settings"]["target_psnr_db"] == 10.0
+
+
 def _launch_here(cfg: dict, tmp: Path, path: Path):
     import subprocess
 

@@ -22,11 +22,14 @@ def register(sub) -> None:
                      "the defaults.")
     t.add_argument("--out", type=Path, default=None,
                    help="weights file (default: codec/weights/local.safetensors)")
-    t.add_argument("--steps", type=int, default=2500, help="Adam steps (default 2500)")
-    t.add_argument("--seed", type=int, default=0, help="seed (default 0)")
-    t.add_argument("--batch", type=int, default=8, help="images per step (default 8)")
-    t.add_argument("--crop", type=int, default=128, help="training crop side, pixels (default 128)")
-    t.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    # Defaults live in codec.train.train's signature (None here: only flags given are
+    # passed on); a test keeps the numbers in this help equal to it.
+    t.add_argument("--steps", type=int, default=None, help="Adam steps (default 2500)")
+    t.add_argument("--seed", type=int, default=None, help="seed (default 0)")
+    t.add_argument("--batch", type=int, default=None, help="images per step (default 8)")
+    t.add_argument("--crop", type=int, default=None,
+                   help="training crop side, pixels (default 128)")
+    t.add_argument("--threads", type=int, default=None, help="torch threads (default 2)")
     t.set_defaults(func=_train)
 
     e = s.add_parser("encode", help="fit one chunk of a catalog video",
@@ -60,10 +63,9 @@ def _train(args) -> int:
     from codec import train, weights
 
     out = args.out or weights.default_paths()[0]
-    cmd = (f"testbed codec train --steps {args.steps} --seed {args.seed} --batch {args.batch} "
-           f"--crop {args.crop}")
-    meta = train.train(out, steps=args.steps, seed=args.seed, batch=args.batch, size=args.crop,
-                       threads=args.threads, command=cmd)
+    given = {"steps": args.steps, "seed": args.seed, "batch": args.batch, "size": args.crop,
+             "threads": args.threads}
+    meta = train.train(out, **{k: v for k, v in given.items() if v is not None})
     print(f"wrote {out} (sha256 {meta['sha256'][:16]}..., {meta['train_s']:.0f} s); held-out "
           f"encoder-only PSNR {meta['held_out_eval_psnr_db']}")
     return 0

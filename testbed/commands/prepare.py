@@ -19,6 +19,28 @@ def _int_list(text: str) -> tuple[int, ...]:
     return vals
 
 
+def _int_at_least(lo: int):
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {lo}, got {text!r}")
+        if v < lo:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {lo}, got {text!r}")
+        return v
+    return parse
+
+
+def _psnr_db(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        v = float("nan")
+    if not 0 < v <= 100:  # NaN fails too
+        raise argparse.ArgumentTypeError(f"expected a PSNR in dB in (0, 100], got {text!r}")
+    return v
+
+
 def _str_list(text: str) -> tuple[str, ...]:
     return tuple(v.strip() for v in text.split(",") if v.strip())
 
@@ -69,17 +91,58 @@ def register(sub) -> None:
                    help="chunks decoded per representation for the decode-cost profile "
                    "(default 10)")
     p.add_argument("--prompt-ranks", type=_int_list, default=None, metavar="R1,R2,...",
-                   help="after the pixel ladder, add prompt representations of these ranks "
-                   "(codec.catalog.add_prompt_representations, model 'local')")
+                   help="after the pixel ladder, add prompt representations "
+                   "prompt/<model>/r<rank> of these ranks "
+                   "(codec.catalog.add_prompt_representations)")
+    # Defaults of the prompt flags are codec.catalog's (None here: only flags given are
+    # passed on); a test keeps the numbers in this help equal to codec.catalog.DEFAULTS.
+    p.add_argument("--prompt-model", default=None, metavar="PATH|local",
+                   help="prompt model: 'local' (the committed checkpoint, default), a "
+                   "local-model .safetensors file or a directory holding local.safetensors, "
+                   "or an sd-turbo diffusers directory (unet/, vae/); the manifest names it "
+                   "after the file or directory (players map that name to the path with "
+                   "prompt_models)")
+    p.add_argument("--prompt-refine-steps", type=_int_at_least(0), default=None, metavar="N",
+                   help="gradient refinement steps per chunk after the amortised start "
+                   "(default 0: the start only; docs/codec.md gives what steps cost and "
+                   "gain)")
+    p.add_argument("--prompt-key-interval", type=_int_at_least(1), default=None, metavar="K",
+                   help="frames between prompt keyframes (default 10)")
+    p.add_argument("--prompt-target-psnr", type=_psnr_db, default=None, metavar="DB",
+                   help="stop a chunk's refinement once its fitted frames reach this PSNR "
+                   "(default: no early stop; needs --prompt-refine-steps > 0)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
 
-def _prompt_step(args):
-    """The prompt codec's catalog step (imported lazily: torch only when prompts are asked)."""
-    from codec.catalog import add_prompt_representations
+_PROMPT_FLAGS = {"prompt_refine_steps": "refine_steps", "prompt_key_interval": "key_interval",
+                 "prompt_target_psnr": "target_psnr_db"}
 
-    return add_prompt_representations
+
+def _prompt_options(args) -> dict:
+    """The prompt flags given, as ``add_prompt_representations`` options; checked now, so
+    a bad flag fails before the pixel ladder runs (torch loads only when prompts are asked)."""
+    given = [f"--{k.replace('_', '-')}" for k in ("prompt_model", *_PROMPT_FLAGS)
+             if getattr(args, k) is not None]
+    if not args.prompt_ranks:
+        if given:
+            raise UserError(f"{', '.join(given)}: only apply with --prompt-ranks")
+        return {}
+    opts = {o: getattr(args, a) for a, o in _PROMPT_FLAGS.items() if getattr(args, a) is not None}
+    from codec.catalog import DEFAULTS, check_options, model_name
+
+    if opts.get("target_psnr_db") is not None and not opts.get("refine_steps"):
+        raise UserError("--prompt-target-psnr stops refinement early: it needs "
+                        "--prompt-refine-steps N with N > 0")
+    try:
+        check_options({**DEFAULTS, **opts})
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    try:
+        model_name(args.prompt_model or "local")
+    except (ValueError, FileNotFoundError) as exc:
+        raise UserError(f"--prompt-model: {exc}") from None
+    return opts
 
 
 def run(args) -> int:
@@ -88,7 +151,7 @@ def run(args) -> int:
     from origin.prepare import PrepareConfig, PrepareError, prepare_catalog
     from origin.source import SourceError
 
-    add_prompts = _prompt_step(args) if args.prompt_ranks else None
+    prompt_opts = _prompt_options(args)
     cfg = PrepareConfig(
         out=args.out, videos_dir=args.videos, count=args.count, duration_s=args.duration_s,
         min_duration_s=args.min_duration_s, max_duration_s=args.max_duration_s,
@@ -102,9 +165,16 @@ def run(args) -> int:
     print(f"catalog {args.out}: {report.videos} videos, {len(report.encoded)} representations "
           f"encoded, {len(report.reused)} reused, {report.chunks_written} chunk files written "
           f"in {report.elapsed_s:.1f} s")
-    if add_prompts is not None:
-        add_prompts(args.out, ranks=list(args.prompt_ranks), model="local", jobs=args.jobs,
-                    progress=not args.quiet)
-        print(f"catalog {args.out}: prompt representations r{', r'.join(map(str, args.prompt_ranks))}"
-              " added")
+    if args.prompt_ranks:
+        from codec.catalog import add_prompt_representations
+
+        try:
+            summary = add_prompt_representations(
+                args.out, ranks=list(args.prompt_ranks), model=args.prompt_model or "local",
+                jobs=args.jobs, progress=not args.quiet, **prompt_opts)
+        except (ValueError, FileNotFoundError) as exc:  # ManifestError is a ValueError
+            raise UserError(str(exc)) from None
+        print(f"catalog {args.out}: prompt representations "
+              f"{', '.join(sorted(summary['representations']))} added "
+              f"({summary['chunks_fitted']} chunks fitted, {summary['chunks_reused']} reused)")
     return 0
