@@ -189,16 +189,21 @@ def plan_videos(cfg: PrepareConfig) -> list[VideoPlan]:
                                                                     cfg.fps), n_frames))
         return plans
     files = sorted(p for p in Path(cfg.videos_dir).iterdir()
-                   if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS)
-    if not files:
-        raise PrepareError(f"videos: no video files ({', '.join(VIDEO_EXTENSIONS)}) in "
-                           f"{cfg.videos_dir}")
+                   if p.is_file() and not p.name.startswith("."))
     seen: set[str] = set()
-    for p in files[:cfg.count]:
+    skipped: list[str] = []
+    for p in files:
+        if len(plans) >= cfg.count:
+            break
         try:
             d = src.probe_file(p, cfg.duration_s or cfg.max_duration_s)
         except src.SourceError as exc:
-            raise PrepareError(str(exc)) from None
+            # A file named like a video must be one; any other file is used when PyAV
+            # reads a video stream from it (any container) and skipped, said, otherwise.
+            if p.suffix.lower() in VIDEO_EXTENSIONS:
+                raise PrepareError(str(exc)) from None
+            skipped.append(p.name)
+            continue
         vid = _slug(p.stem)
         base, k = vid, 1
         while vid in seen:
@@ -206,6 +211,12 @@ def plan_videos(cfg: PrepareConfig) -> list[VideoPlan]:
             vid = f"{base}-{k}"
         seen.add(vid)
         plans.append(VideoPlan(vid, src.file_spec(p), max(1, round(d * cfg.fps))))
+    if skipped:
+        print(f"prepare: skipped {len(skipped)} file(s) of {cfg.videos_dir} that PyAV cannot "
+              f"read as video: {', '.join(skipped[:5])}{' ...' if len(skipped) > 5 else ''}",
+              file=sys.stderr)
+    if not plans:
+        raise PrepareError(f"videos: no file in {cfg.videos_dir} that PyAV reads as video")
     return plans
 
 

@@ -419,10 +419,10 @@ async def serve(config: OriginConfig, ready: Callable[[str, int], None] | None =
     In-flight responses get ``shutdown_timeout_s`` to finish; the access log is flushed.
     """
     app = create_app(config)
-    runner = web.AppRunner(app, handle_signals=False, **runner_kwargs(config))
+    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=config.shutdown_timeout_s,
+                           **runner_kwargs(config))
     await runner.setup()
-    site = web.TCPSite(runner, config.host, config.port, backlog=2048,
-                       shutdown_timeout=config.shutdown_timeout_s, reuse_address=True)
+    site = web.TCPSite(runner, config.host, config.port, backlog=2048, reuse_address=True)
     try:
         await site.start()
         host, port = runner.addresses[0][:2]

@@ -21,7 +21,8 @@ PACKAGES = ("promptbed", "aiohttp", "av", "numpy", "psutil", "torch", "diffusers
 
 
 def git_state(root: Path = REPO_ROOT) -> dict:
-    """{"commit": sha or None, "dirty": bool or None, "branch": name or None}."""
+    """{"commit": sha or None, "dirty": bool or None, "dirty_files": the first 20 changed or
+    untracked paths, "branch": name or None}."""
     def git(*args: str) -> str | None:
         try:
             out = subprocess.run(["git", "-C", str(root), *args], capture_output=True,
@@ -33,9 +34,12 @@ def git_state(root: Path = REPO_ROOT) -> dict:
     commit = git("rev-parse", "HEAD")
     if commit is None:
         return {"commit": None, "dirty": None, "branch": None}
-    status = git("status", "--porcelain", "--untracked-files=no")
-    return {"commit": commit, "dirty": None if status is None else bool(status),
-            "branch": git("rev-parse", "--abbrev-ref", "HEAD")}
+    # Untracked files count (a new module changes what runs); ignored ones (.venv, results)
+    # do not.
+    status = git("status", "--porcelain")
+    changed = [] if not status else [line[3:] for line in status.splitlines()]
+    return {"commit": commit, "dirty": None if status is None else bool(changed),
+            "dirty_files": changed[:20], "branch": git("rev-parse", "--abbrev-ref", "HEAD")}
 
 
 def package_versions(names: tuple[str, ...] = PACKAGES) -> dict:

@@ -116,7 +116,7 @@ def test_rerun_is_idempotent_and_keeps_prompt_reps(catalog):
     assert hashlib.sha256(victim.read_bytes()).hexdigest() == c.sha256
 
 
-def test_user_videos(tmp_path):
+def test_user_videos(tmp_path, capsys):
     import av
 
     src_dir = tmp_path / "mine"
@@ -133,11 +133,14 @@ def test_user_videos(tmp_path):
         for p in s.encode(None):
             out.mux(p)
     (src_dir / "notes.txt").write_text("not a video")
+    # any container PyAV reads counts, whatever the file is called
+    (src_dir / "take2.3gpx").write_bytes((src_dir / "my clip.mp4").read_bytes())
     out = tmp_path / "cat"
     prepare_catalog(_cfg(out, videos_dir=src_dir, duration_s=None, codecs=("h264",),
                          ladder_kbps=(200,), jobs=1), progress=False)
+    assert "skipped 1 file(s)" in capsys.readouterr().err
     cat = mf.load_catalog(out, check_videos=True)
-    assert cat.video_ids == ["my-clip"]
+    assert cat.video_ids == ["my-clip", "take2"]
     vm = cat.load_video("my-clip")
     assert vm.source["kind"] == "file"
     assert abs(vm.duration_s - 1.52) < 0.1

@@ -153,3 +153,19 @@ def test_provenance_block():
     assert isinstance(p["git"]["dirty"], bool)
     assert p["packages"]["numpy"] and p["packages"]["aiohttp"]
     assert p["system"]["kernel"] == os.uname().release
+
+
+def test_git_state_counts_untracked_files(tmp_path):
+    import subprocess as sp
+
+    from testbed.provenance import git_state
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    for argv in (["init", "-q"], ["-c", "user.email=t@t", "-c", "user.name=t", "commit", "-q",
+                                   "--allow-empty", "-m", "root"]):
+        sp.run(["git", "-C", str(repo), *argv], check=True)
+    assert git_state(repo)["dirty"] is False
+    (repo / "new_module.py").write_text("x = 1\n")
+    st = git_state(repo)
+    assert st["dirty"] is True and st["dirty_files"] == ["new_module.py"]
