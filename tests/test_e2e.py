@@ -56,13 +56,14 @@ def catalog(tmp_path_factory):
     return tmp_path_factory.mktemp("e2e") / "catalog"
 
 
-def e2e_config(catalog: Path, backend: str, duration_s: float = 20.0) -> dict:
+def e2e_config(catalog: Path, backend: str, duration_s: float = 20.0,
+               mode: str = "serial") -> dict:
     from traces.paths import trace_dir
 
     traces = (["short-video-challenge/network/medium/0", "hsdpa/norway_bus_1"]
               if trace_dir() else ["synthetic"])
     return {
-        "name": f"e2e-{backend}", "seed": 2, "mode": "serial",
+        "name": f"e2e-{backend}", "seed": 2, "mode": mode,
         "session": {"duration_s": duration_s, "max_parallel": 2},
         "catalog": {"dir": str(catalog), "count": 3, "min_duration_s": 6.0,
                     "max_duration_s": 10.0, "ladder_kbps": [100, 250, 500]},
@@ -128,14 +129,23 @@ def _net_names() -> str:
     return out
 
 
-def test_userspace_two_players_two_schedulers(catalog, tmp_path):
+@pytest.mark.parametrize("mode", ["serial", "parallel"])
+def test_userspace_two_players_two_schedulers(catalog, tmp_path, mode):
     from testbed.run import run_experiment
 
     before = descendants()
-    cfg = config_from_dict(e2e_config(catalog, "userspace"), "<e2e>")
+    cfg = config_from_dict(e2e_config(catalog, "userspace", mode=mode), "<e2e>")
     path = run_experiment(cfg, tmp_path, backend="userspace", progress=False)
     check_run(path, "userspace")
     assert not leftovers(before)  # origin, players, relays: all gone
+    rd = open_run(path)
+    players = rd.metadata()["players"]
+    for i in (0, 1):  # identical link conditions: player i replays the same trace under both
+        assert len({p["trace_hash"] for p in players if p["player"] == i}) == 1
+    starts = {p["scheduler"]: p["replay_wall_s"] for p in players if p["player"] == 0}
+    gap_s = abs(starts["fixed"] - starts["no-preload"])
+    # serial: one session after the other (20 s each); parallel: side by side, one replay
+    assert gap_s >= 20.0 if mode == "serial" else gap_s == 0.0
 
 
 @pytest.mark.root
