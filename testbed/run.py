@@ -419,8 +419,6 @@ class Run:
                 self._wait_players(label, players, t0)
                 for p in players:
                     p.bytes_after = dict(net.interface_bytes(p.host))
-                self.link_params.append({"session": tag, "schedulers": label,
-                                         "params": _jsonable(net.applied_link_params())})
             finally:
                 for p in players:
                     if p.proc is not None:
@@ -428,6 +426,12 @@ class Run:
                 stop_process(origin)
                 if origin.stdout is not None:
                     origin.stdout.close()
+                # Also for an interrupted session: what the links applied until then.
+                try:
+                    params = _jsonable(net.applied_link_params())
+                except Exception as exc:  # noqa: BLE001 - must not hide the session's own error
+                    params = {"error": f"applied_link_params failed: {exc!r}"}
+                self.link_params.append({"session": tag, "schedulers": label, "params": params})
                 self._record_players(players, traces)
 
     def _player_config(self, p: _Player, entry, feed: dict, origin_url: str) -> dict:

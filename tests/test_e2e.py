@@ -187,6 +187,8 @@ def test_interrupted_run_is_kept_and_marked(catalog, tmp_path):
     run_dir = events.parent.parent.parent
     meta = open_run(run_dir).metadata()
     assert meta["complete"] is False and "KeyboardInterrupt" in meta["incomplete_reason"]
+    # what the links applied is recorded for the interrupted session too
+    assert meta["link_params"] and meta["link_params"][0]["params"]["links"]
     ev = open_run(run_dir).events("no-preload", 0)
     assert ev[-1]["event"] == "session_end" and ev[-1]["reason"] == "aborted"
     assert (run_dir / "summary.csv").exists()
