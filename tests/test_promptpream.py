@@ -179,3 +179,37 @@ def test_ample_bandwidth_no_swipe_no_stall_and_no_waste(name):
     assert s["stall_s"] == 0.0 and s["bytes_wasted"] == 0
     assert s["play_s"] == pytest.approx(20.0)
     assert s["quality_mbps_mean"] == pytest.approx(1.0)
+
+
+def test_stored_node_values_equal_the_max_backup_from_scratch():
+    # Node values are updated along each backed-up path only; recomputed over the whole
+    # tree they must be the same: a leaf's mean, else the best visited child's value.
+    import math
+
+    import players.schedulers.promptpream as ppm
+
+    def from_scratch(n):
+        kids = [ch for ch in (n.children or ()) if ch.visits]
+        if not kids:
+            return n.total / n.visits if n.visits else -math.inf
+        return max(from_scratch(ch) for ch in kids)
+
+    roots = []
+    orig = ppm._Node
+
+    class Recording(orig):
+        def __init__(self, *a, **k):
+            super().__init__(*a, **k)
+            roots.append(self)
+
+    feed = [spec(f"v{i}", n=5) for i in range(6)]
+    obs = model(feed, initial_throughput_bps=2e6).observation()
+    ppm._Node = Recording
+    try:
+        s = create("promptpream", {"max_iterations": 200}, seed=4)
+        check_action(obs, s.decide(obs))
+    finally:
+        ppm._Node = orig
+    visited = [n for n in roots if n.visits]
+    assert s.last_iterations == 200 and len(visited) > 50
+    assert all(n.value == from_scratch(n) for n in visited)

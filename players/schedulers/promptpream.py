@@ -27,8 +27,10 @@ of a later video may go before chunk k of an earlier one). The root also has ``W
   value, a node's value being its best visited child's (max backup) or, at a leaf, its mean
   reward (ties: more visits, then candidate order).
 - Budget: at most ``max_iterations`` iterations; with ``time_budget = true`` also at most
-  ``budget_ms`` of wall time. By default only the iteration count limits the search, so a
-  decision depends on the observation and the seed only (bit-identical reruns).
+  ``budget_ms`` of wall time for the whole call (the search stops when two iterations of
+  the mean length so far and a 0.3-ms reserve would end past it). By default only the
+  iteration count limits the search, so a decision depends on the observation and the
+  seed only (bit-identical reruns).
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ class _Node:
     children: list | None = None
     visits: int = 0
     total: float = 0.0
+    value: float = -math.inf  # _value(node), kept up to date along each backed-up path
 
 
 @dataclass
@@ -88,15 +91,17 @@ class _Plan:
 
 
 _STOP = object()  # below the root: plan no further downloads
+_RESERVE_S = 0.0003  # time budget: kept for the work after the search loop (s)
 
 
 def _value(n: _Node) -> float:
     """A node's value: its best visited child's (the plan may stop anywhere), or its own
-    mean reward at a leaf."""
-    kids = [ch for ch in (n.children or ()) if ch.visits]
+    mean reward at a leaf. Reads the children's stored values: call it on a backed-up
+    path from the leaf up (only the nodes on it change), so it costs O(children)."""
+    kids = [ch.value for ch in (n.children or ()) if ch.visits]
     if not kids:
         return n.total / n.visits if n.visits else -math.inf
-    return max(_value(ch) for ch in kids)
+    return max(kids)
 
 
 def _best(cands: list[Candidate], k: int) -> list[Candidate]:
@@ -153,6 +158,7 @@ class PromptPream(Scheduler):
 
     # ------------------------------------------------------------------ decide
     def decide(self, obs: Observation) -> Action:
+        t_start = time.perf_counter()  # the time budget covers the whole call
         pr = self.params
         if obs.free_slots <= 0:
             return Wait(pr.wait_s)
@@ -177,10 +183,16 @@ class PromptPream(Scheduler):
         base = _Plan(ctx.backlog_s(), {d.name: ctx.device_backlog_s(d.name)
                                         for d in obs.devices})
         lo, hi = math.inf, -math.inf
-        deadline = time.perf_counter() + pr.budget_ms / 1000.0 if pr.time_budget else math.inf
+        deadline = t_start + pr.budget_ms / 1000.0 if pr.time_budget else math.inf
+        t_loop = time.perf_counter()
         for it in range(pr.max_iterations):
-            if it > 0 and time.perf_counter() > deadline:
-                break
+            # stop before an iteration would end past the deadline (two of the mean length
+            # so far, as rollouts vary, plus a reserve for the answer and dropping the
+            # tree), so that the whole call, not just the loop, keeps to budget_ms
+            if it > 0 and pr.time_budget:
+                now = time.perf_counter()
+                if now + 2.0 * (now - t_loop) / it + _RESERVE_S > deadline:
+                    break
             path = [root]
             node = root
             plan = base
@@ -223,11 +235,13 @@ class PromptPream(Scheduler):
             for n in path:
                 n.visits += 1
                 n.total += reward
+            for n in reversed(path):
+                n.value = _value(n)
             self.last_iterations = it + 1
-        self.last_root = [(ch.action, ch.visits, _value(ch)) for ch in root.children]
+        self.last_root = [(ch.action, ch.visits, ch.value) for ch in root.children]
         order = {id(ch): k for k, ch in enumerate(root.children)}
         best = max((ch for ch in root.children if ch.visits), key=lambda ch: (
-            _value(ch), ch.visits, -order[id(ch)]))
+            ch.value, ch.visits, -order[id(ch)]))
         if best.action is None:
             return Wait(pr.wait_s)
         return self._download(best.action)
