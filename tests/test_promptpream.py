@@ -213,3 +213,24 @@ def test_stored_node_values_equal_the_max_backup_from_scratch():
     visited = [n for n in roots if n.visits]
     assert s.last_iterations == 200 and len(visited) > 50
     assert all(n.value == from_scratch(n) for n in visited)
+
+
+@pytest.mark.parametrize("name", ["greedy-compute", "promptpream"])
+def test_prompt_quality_override_values_prompts_the_manifest_calls_worthless(name):
+    # The manifest gives the prompt quality 0 (as for the local model): the next video's
+    # chunk is fetched as pixels. Valued at 1 Mbps-eq. (= the top rung), the prompt
+    # dominates the pixel representations and is fetched instead.
+    feed = [spec(f"v{i}", prompt_q=0.0) for i in range(3)]
+    m = model(feed)
+    for c in range(6):  # the current video is all there
+        m.start_download(0, c, PIX)
+        m.finish_download(0, c)
+    obs = m.observation()
+    plain = create(name, {}, seed=1).decide(obs)
+    told = create(name, {"prompt_quality_mbps": 1.0}, seed=1).decide(obs)
+    check_action(obs, plain)
+    check_action(obs, told)
+    assert isinstance(plain, Download) and plain.representation != PROMPT
+    assert isinstance(told, Download) and told.representation == PROMPT
+    with pytest.raises(ValueError, match="prompt_quality_mbps"):
+        create(name, {"prompt_quality_mbps": -1.0})

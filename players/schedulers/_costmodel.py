@@ -48,7 +48,12 @@ class CostParams:
     fetched. min_p_played: chunks less likely to be played are not fetched. mu / lam: QoE
     weights (per stall s, per Mbps switch). waste_weight: cost per wasted Mbit (expected).
     download_weight: cost per downloaded Mbit. tput_safety: multiplies the throughput
-    estimate. defer_s: how long a chunk not chosen now waits (urgency term)."""
+    estimate. defer_s: how long a chunk not chosen now waits (urgency term).
+    prompt_quality_mbps: None (default): a prompt chunk is worth its representation's
+    quality-equivalent bitrate (the manifest's); a number: the scheduler values every
+    prompt chunk at this many Mbps-eq. instead. A what-if for a codec whose measured
+    quality is unusable (the local model's is 0): the QoE accounting still charges the
+    manifest's quality."""
 
     # horizon_s and waste_weight were chosen on held-out traces (files 5-6 of each
     # headline dataset; the headline uses files 0-4): docs/promptpream.md.
@@ -60,6 +65,7 @@ class CostParams:
     download_weight: float = 0.0
     tput_safety: float = 0.9
     defer_s: float = 1.0
+    prompt_quality_mbps: float | None = None
 
     def check(self, scheduler: str) -> None:
         for name in ("horizon_s", "tput_safety"):
@@ -70,12 +76,18 @@ class CostParams:
             if not getattr(self, name) >= 0:
                 raise ValueError(f"scheduler {scheduler!r}: {name}: expected >= 0, "
                                  f"got {getattr(self, name)!r}")
+        q = self.prompt_quality_mbps
+        if q is not None and (isinstance(q, bool) or not isinstance(q, (int, float))
+                              or not q >= 0):
+            raise ValueError(f"scheduler {scheduler!r}: prompt_quality_mbps: expected a "
+                             f"number >= 0 (or unset), got {q!r}")
 
 
 @dataclass(frozen=True)
 class Candidate:
     """One download the cost model considers: chunk ``chunk`` of window video ``index``
-    (feed ``position``) in ``rep`` decoded on ``device``. Times in s from now."""
+    (feed ``position``) in ``rep`` decoded on ``device``. Times in s from now; quality in
+    Mbps-eq. as the scheduler values it (``Context.quality``)."""
 
     index: int
     position: int
@@ -88,14 +100,11 @@ class Candidate:
     worth: float
     value: float
     score: float
+    quality: float
 
     @property
     def mbit(self) -> float:
         return self.rep.chunk_bytes[self.chunk] * 8e-6
-
-    @property
-    def quality(self) -> float:
-        return self.rep.chunk_quality_mbps[self.chunk]
 
 
 class Context:
@@ -255,6 +264,13 @@ class Context:
         return start + rep.decode_s.get(device, 0.0)
 
     # ---------------------------------------------------------------- candidates
+    def quality(self, rep: RepInfo, chunk: int) -> float:
+        """Quality (Mbps-eq.) of ``chunk`` in ``rep`` as the scheduler values it: the
+        representation's own, or ``prompt_quality_mbps`` for prompts when it is set."""
+        if rep.kind == "prompt" and self.p.prompt_quality_mbps is not None:
+            return float(self.p.prompt_quality_mbps)
+        return rep.chunk_quality_mbps[chunk]
+
     def missing_chunks(self, i: int, skip: frozenset = frozenset(),
                        limit: int | None = None) -> list[int]:
         """Chunks of window video ``i`` from its play position on that are neither
@@ -276,7 +292,7 @@ class Context:
             for f in self.obs.in_flight:
                 if f.position == v.position and f.chunk == chunk - 1:
                     name = f.representation
-        return None if name is None else v.rep(name).chunk_quality_mbps[chunk - 1]
+        return None if name is None else self.quality(v.rep(name), chunk - 1)
 
     def candidate(self, i: int, chunk: int, rep: RepInfo, device: str,
                   ready_s: float | None = None) -> Candidate:
@@ -284,7 +300,7 @@ class Context:
         p = self.p
         ready = self.ready_s(v.position, chunk, rep, device) if ready_s is None else ready_s
         _, _, p_played, _, mean = self.need(i, chunk)
-        q = rep.chunk_quality_mbps[chunk]
+        q = self.quality(rep, chunk)
         mbit = rep.chunk_bytes[chunk] * 8e-6
         stall = self.expected_stall(i, chunk, ready)
         qp = self.prev_quality(i, chunk)
@@ -296,7 +312,7 @@ class Context:
         base = worth - p.lam * p_played * switch - drain
         urgency = p.mu * (self.expected_stall(i, chunk, ready + p.defer_s) - stall)
         return Candidate(i, v.position, chunk, rep, device, ready, p_played, mean, worth,
-                         base - p.mu * stall, base + urgency)
+                         base - p.mu * stall, base + urgency, q)
 
     def candidates(self, per_video: int = 1) -> list[Candidate]:
         """Every (chunk, representation, device) for the first ``per_video`` missing chunks of

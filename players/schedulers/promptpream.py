@@ -280,7 +280,7 @@ class PromptPream(Scheduler):
         for i, v in enumerate(ctx.videos):
             for c in v.decoded:
                 name = v.downloaded.get(c)
-                known[(i, c)] = (0.0, v.rep(name).chunk_quality_mbps[c] if name else 0.0)
+                known[(i, c)] = (0.0, ctx.quality(v.rep(name), c) if name else 0.0)
             for c, name in v.downloaded.items():
                 if c in v.decoded:
                     continue
@@ -288,7 +288,7 @@ class PromptPream(Scheduler):
                 dev = next((d.name for d in obs.devices if (v.position, c) in d.queued),
                            ctx.devices_for(rep)[0])
                 ready = ctx.device_free_s(dev, v.position, c) + rep.decode_s.get(dev, 0.0)
-                known[(i, c)] = (ready, rep.chunk_quality_mbps[c])
+                known[(i, c)] = (ready, ctx.quality(rep, c))
             for c in range(v.n_chunks):
                 f = flights.get((v.position, c))
                 if f is None:
@@ -298,7 +298,7 @@ class PromptPream(Scheduler):
                 dl = ctx.download_s(max(f.bytes_total - f.bytes_done, 0)) \
                     if f.bytes_total > f.bytes_done else 0.0
                 ready = max(dl, ctx.device_free_s(dev, v.position, c)) + rep.decode_s.get(dev, 0.0)
-                known[(i, c)] = (ready, rep.chunk_quality_mbps[c])
+                known[(i, c)] = (ready, ctx.quality(rep, c))
         return known
 
     def _sample_watch(self, ctx: Context, i: int) -> float:
@@ -353,7 +353,7 @@ class PromptPream(Scheduler):
                 else:
                     cursor = max(cursor, video_on) + low.chunk_bytes[c] * 8.0 / ctx.rate_bps
                     ready = cursor + low_dec
-                    q = low.chunk_quality_mbps[c]
+                    q = ctx.quality(low, c)
                 if ready > t:
                     stall += ready - t
                     t = ready
@@ -368,7 +368,7 @@ class PromptPream(Scheduler):
             # planned chunks this user plays after the horizon: their gain over the default
             for (pi, pc), x in planned.items():
                 if pi == i and (pi, pc) not in credited and pc * v.chunk_s < w:
-                    quality += x.quality - low.chunk_quality_mbps[pc]
+                    quality += x.quality - ctx.quality(low, pc)
                     credited.add((pi, pc))
         planned_mbit = sum(x.mbit for x in plan.planned)
         return (quality - p.mu * stall - p.lam * switch - p.waste_weight * wasted_mbit
