@@ -115,12 +115,17 @@ def main(argv: list[str] | None = None) -> int:
             vm = cat.load_video(vid)
             for rep in vm.representations.values():
                 urls += [(mf.chunk_url(vid, rep.name, c.index), c.bytes) for c in rep.chunks]
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "testbed.cli", "serve", "--catalog", str(catalog),
-             "--port", "0", "--access-log", str(Path(tmp) / "access.jsonl")],
-            stdout=subprocess.PIPE, text=True)
+        err_path = Path(tmp) / "origin.err"
+        with open(err_path, "wb") as err:  # its lifecycle lines are not ours to print
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "testbed.cli", "serve", "--catalog", str(catalog),
+                 "--port", "0", "--access-log", str(Path(tmp) / "access.jsonl")],
+                stdout=subprocess.PIPE, stderr=err, text=True)
         try:
-            info = json.loads(proc.stdout.readline())
+            line = proc.stdout.readline()
+            if not line:
+                raise SystemExit(f"origin did not start: {err_path.read_text().strip()}")
+            info = json.loads(line)
             results = asyncio.run(_run(args, info["url"], urls))
         finally:
             proc.terminate()
