@@ -47,7 +47,9 @@ KIND_NAMES = {v: k for k, v in KINDS.items()}
 _FIXED = struct.Struct("<4sBBBB16sHHHHHHHHHI")
 _FLAG_ZLIB = 1
 _FLAG_INIT = 2
-MAX_FRAMES = 4096
+# Frames per chunk: 20 s at 30 fps. A chunk decodes in one batch, so a hostile header
+# claiming thousands of frames would cost a player gigabytes before any check could fail.
+MAX_FRAMES = 600
 # Decoded payload cap (U, V and the initial latent): far above any real chunk (sd-turbo at
 # rank 64 with 30 keyframes is ~2.1 MB), far below what would hurt a player's memory.
 MAX_PAYLOAD_BYTES = 64 << 20
@@ -128,6 +130,9 @@ def keyframe_positions(n_frames: int, key_interval: int) -> tuple[int, ...]:
 def pack(chunk: PromptChunk, compress: bool = True) -> bytes:
     """Serialise a chunk (shapes checked)."""
     k = len(chunk.positions)
+    if not 1 <= chunk.n_frames <= MAX_FRAMES:
+        raise ValueError(f"{chunk.n_frames} frames: a prompt chunk holds 1..{MAX_FRAMES} "
+                         f"(use shorter chunks)")
     _check_positions(chunk.positions, chunk.n_frames)
     if chunk.u_q.dtype != np.uint8 or chunk.v_q.dtype != np.uint8:
         raise ValueError("u_q and v_q must be uint8")

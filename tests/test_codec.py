@@ -158,6 +158,17 @@ def test_header_claiming_a_huge_payload_is_refused_before_decompressing():
         wire.unpack(_resign(bytes(data)))
 
 
+def test_header_claiming_too_many_frames_is_refused():
+    """A chunk decodes in one batch: a header claiming far more frames than a chunk holds
+    would cost the player gigabytes, so it is refused at parse time."""
+    data = bytearray(wire.pack(_chunk(False)))
+    struct.pack_into("<H", data, 28, wire.MAX_FRAMES + 1)
+    with pytest.raises(PromptChunkError, match=f"frames {wire.MAX_FRAMES + 1}"):
+        wire.unpack(_resign(bytes(data)))
+    with pytest.raises(ValueError, match="a prompt chunk holds"):
+        wire.pack(_chunk(False, n_frames=wire.MAX_FRAMES + 1))
+
+
 @pytest.mark.parametrize("field", [0, 1, 2, 3])
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
 def test_non_finite_quantisation_parameters_are_refused(field, value):
