@@ -68,7 +68,9 @@ class NetworkConfig:
     the calibrated synthetic generator. trace_offset_s: start offset into each trace.
     compensate_tcp_overhead: scale shaped rates by 1514/1448 so TCP goodput matches the
     trace. queue_packets: queue under each shaped class. delay_ms: one-way delay on shaped
-    links; allow_no_delay: run without it where netem is missing (else refuse)."""
+    links; allow_no_delay: run without it where netem is missing (else refuse). loss_pct:
+    random loss on shaped links (%); allow_no_loss: run without it where it cannot be
+    applied (no netem; the userspace backend), else refuse."""
 
     backend: Literal["auto", "mininet", "userspace"] = "auto"
     topology: str = "access"
@@ -79,6 +81,8 @@ class NetworkConfig:
     bin_s: float | None = None
     delay_ms: float = 0.0
     allow_no_delay: bool = False
+    loss_pct: float = 0.0
+    allow_no_loss: bool = False
 
 
 @dataclass(frozen=True)
@@ -240,6 +244,7 @@ def _check(cfg: RunConfig, where: str) -> None:
     need(p.sample_interval_s > 0, "players.sample_interval_s", "expected > 0")
     need(n.queue_packets >= 2, "network.queue_packets", "expected >= 2")
     need(n.delay_ms >= 0, "network.delay_ms", "expected >= 0")
+    need(0 <= n.loss_pct < 100, "network.loss_pct", "expected a percentage in [0, 100)")
     need(n.bin_s is None or n.bin_s > 0, "network.bin_s", "expected > 0")
     need(cfg.simulator.request_latency_s is None or cfg.simulator.request_latency_s >= 0,
          "simulator.request_latency_s", "expected >= 0")

@@ -330,7 +330,8 @@ class Run:
         n = self.cfg.network
         options = {"compensate_tcp_overhead": n.compensate_tcp_overhead,
                    "queue_packets": n.queue_packets, "delay_ms": n.delay_ms,
-                   "allow_no_delay": n.allow_no_delay, "bin_s": n.bin_s}
+                   "allow_no_delay": n.allow_no_delay, "bin_s": n.bin_s,
+                   "loss_pct": n.loss_pct, "allow_no_loss": n.allow_no_loss}
         workdir = self.work / f"net-{tag}"
         workdir.mkdir(parents=True, exist_ok=True)
         # Short: backends put it into interface names (15 characters at most).

@@ -68,6 +68,8 @@ def test_unknown_name_lists_valid_ones():
     ((HostSpec("O!", "origin"), HostSpec("p", "player")), (), "node name"),
     ((HostSpec("o", "origin"), HostSpec("p", "player")),
      (LinkSpec("o", "p", trace=0, direction="sideways"),), "direction"),
+    ((HostSpec("o", "origin"), HostSpec("p", "player")),
+     (LinkSpec("o", "p", loss_pct=-1.0),), r"loss_pct -1.0: expected a number in \[0, 100\)"),
 ])
 def test_bad_topologies_are_rejected(hosts, links, match):
     with pytest.raises(TopologyError, match=match):

@@ -107,3 +107,18 @@ def test_bad_options_and_names():
         open_backend("tc", "access", [tr], {}, "x", "/tmp")
     with pytest.raises(BackendError, match="unknown topology"):
         open_backend("userspace", "ring", [tr], {}, "x", "/tmp")
+    with pytest.raises(BackendError, match=r"loss_pct: expected a number in \[0, 100\)"):
+        open_backend("userspace", "access", [tr], {"loss_pct": 100}, "x", "/tmp")
+
+
+def test_loss_is_refused_unless_allowed_and_recorded(tmp_path):
+    tr = step_trace()
+    with pytest.raises(BackendError, match="userspace backend cannot apply loss"):
+        with open_backend("userspace", "access", [tr], {"loss_pct": 1}, "us6", tmp_path):
+            pass
+    with open_backend("userspace", "access", [tr], {"loss_pct": 1, "allow_no_loss": True},
+                      "us6", tmp_path) as net:
+        params = net.applied_link_params()
+    link = params["links"][0]
+    assert link["loss_pct_requested"] == 1 and link["loss_pct_applied"] == 0.0
+    assert any("loss is not emulated" in n for n in params["notes"])

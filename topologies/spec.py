@@ -37,6 +37,7 @@ class LinkSpec:
     trace: index into the run's link traces when this link is shaped, else None.
     direction: which direction the trace shapes (``down`` = a -> b).
     delay_ms: one-way delay this topology asks for on the link (applied where netem exists).
+    loss_pct: random loss (%) this topology asks for on the link (applied where netem exists).
     """
 
     a: str
@@ -44,6 +45,7 @@ class LinkSpec:
     trace: int | None = None
     direction: Literal["down", "up", "both"] = "down"
     delay_ms: float = 0.0
+    loss_pct: float = 0.0
 
     @property
     def shaped(self) -> bool:
@@ -139,6 +141,9 @@ class Topology:
                 raise TopologyError(f"{where}: link {link.a}-{link.b}: trace index < 0")
             if link.delay_ms < 0:
                 raise TopologyError(f"{where}: link {link.a}-{link.b}: delay_ms < 0")
+            if not 0 <= link.loss_pct < 100:
+                raise TopologyError(f"{where}: link {link.a}-{link.b}: loss_pct "
+                                    f"{link.loss_pct!r}: expected a number in [0, 100)")
         for p in self.players:
             self.path(self.origin, p)
 
@@ -150,4 +155,5 @@ class Topology:
         return {"name": self.name, "hosts": [[h.name, h.role] for h in self.hosts],
                 "switches": list(self.switches),
                 "links": [{"a": x.a, "b": x.b, "trace": x.trace, "direction": x.direction,
-                           "delay_ms": x.delay_ms} for x in self.links]}
+                           "delay_ms": x.delay_ms, "loss_pct": x.loss_pct}
+                          for x in self.links]}

@@ -1,12 +1,14 @@
 """A saturating TCP flow for link measurements: ``serve`` sends zeros to every connection,
 ``recv`` counts the bytes it receives in time bins aligned to a shared monotonic t0.
 
-    python -m testbed.emulation.flow serve --host IP --port N
+    python -m testbed.emulation.flow serve --host IP --port N [--cc NAME]
     python -m testbed.emulation.flow recv --host IP --port N --t0 T --duration-s D --out F
 
 ``t0`` is a ``time.monotonic()`` value (the clock is shared by every namespace on the
 machine), so bins line up with the trace replay started at the same t0. ``recv`` writes
 JSON: ``{"bin_s", "bytes": [per bin], "t0"}``; it ends after ``duration_s`` from t0.
+``serve --cc`` sets the sender's TCP congestion control (default: the system's, which it
+prints in its "listening" line, so a measurement can record what it used).
 """
 
 from __future__ import annotations
@@ -23,13 +25,23 @@ from pathlib import Path
 CHUNK = b"\0" * 65536
 
 
-def serve(host: str, port: int) -> None:
+def serve(host: str, port: int, cc: str | None = None) -> None:
     srv = socket.create_server((host, port), reuse_port=False)
-    print(json.dumps({"event": "listening", "port": port}), flush=True)
+    if cc:
+        try:
+            srv.setsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, cc.encode())
+        except OSError as exc:
+            raise SystemExit(f"flow serve: --cc {cc!r}: {exc} (available: "
+                             f"{_available_cc()})") from None
+    used = srv.getsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, 16)
+    print(json.dumps({"event": "listening", "port": port,
+                      "cc": used.split(b"\0", 1)[0].decode()}), flush=True)
 
     def pump(c: socket.socket) -> None:
         try:
             with c:
+                if cc:   # accepted sockets inherit it on Linux; set it anyway, explicitly
+                    c.setsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, cc.encode())
                 while True:
                     c.sendall(CHUNK)
         except OSError:
@@ -38,6 +50,13 @@ def serve(host: str, port: int) -> None:
     while True:
         c, _ = srv.accept()
         threading.Thread(target=pump, args=(c,), daemon=True).start()
+
+
+def _available_cc() -> str:
+    try:
+        return Path("/proc/sys/net/ipv4/tcp_available_congestion_control").read_text().strip()
+    except OSError:
+        return "unknown"
 
 
 def recv(host: str, port: int, t0: float, duration_s: float, bin_s: float, out: Path,
@@ -81,6 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     a = sub.add_parser("serve", help="send zeros to every connection, forever")
     a.add_argument("--host", default="0.0.0.0")
     a.add_argument("--port", type=int, required=True)
+    a.add_argument("--cc", default=None, help="TCP congestion control of the sender "
+                   "(default: the system's)")
     b = sub.add_parser("recv", help="receive and count bytes per bin from t0")
     b.add_argument("--host", required=True)
     b.add_argument("--port", type=int, required=True)
@@ -94,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     if hasattr(os, "setpriority") and os.geteuid() == 0:
         os.setpriority(os.PRIO_PROCESS, 0, -10)
     if args.cmd == "serve":
-        serve(args.host, args.port)
+        serve(args.host, args.port, args.cc)
     else:
         recv(args.host, args.port, args.t0, args.duration_s, args.bin_s, args.out)
     return 0

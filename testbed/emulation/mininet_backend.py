@@ -12,11 +12,13 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import numpy as np
+
 from testbed.emulation import tc
 from testbed.emulation.lifecycle import OwnedNet, stop_popen, warn
 from testbed.emulation.options import BackendError
 from testbed.emulation.owned import process_start_time
-from testbed.emulation.replay import Port, ReplayThread, lag_summary, make_schedule
+from testbed.emulation.replay import Port, ReplayThread, make_schedule
 
 SUBNET = "10.200"
 ORIGIN_PORT = 8080
@@ -24,6 +26,7 @@ OFFLOADS = ("tso", "gso", "gro")
 # Zero capacity becomes one frame per bin, but per second at most for fine (0.1-s) bins:
 # one frame per 0.1 s would add 0.12 Mbit/s to every outage second.
 ZERO_FLOOR_MIN_STEP_S = 1.0
+MAHIMAHI_PACKET_BYTES = 1500   # the unit of LinkOptions.min_bin_frames
 
 
 def mininet_available() -> str | None:
@@ -123,7 +126,9 @@ class MininetNet(OwnedNet):
         self.replay: ReplayThread | None = None
 
     def _probe_netem_if_needed(self, pre: str) -> None:
-        wanted = self.options.delay_ms > 0 or any(x.delay_ms > 0 for x in self.topology.links)
+        o, links = self.options, self.topology.links
+        wanted = (o.delay_ms > 0 or o.loss_pct > 0
+                  or any(x.delay_ms > 0 or x.loss_pct > 0 for x in links))
         if not wanted:
             return
         dev = f"{pre}np"
@@ -134,14 +139,20 @@ class MininetNet(OwnedNet):
         self.netem = r.returncode == 0
         subprocess.run(["ip", "link", "del", dev], capture_output=True)
         if not self.netem:
-            if self.options.delay_ms > 0 and not self.options.allow_no_delay:
+            if o.delay_ms > 0 and not o.allow_no_delay:
                 raise BackendError(
-                    f"delay_ms={self.options.delay_ms:g} was requested but this kernel has no "
+                    f"delay_ms={o.delay_ms:g} was requested but this kernel has no "
                     f"netem (tc: {r.stderr.strip()}); set allow_no_delay = true to run "
                     f"without the delay, or use the userspace backend")
-            warn(f"netem is not available in this kernel: delays are NOT applied "
-                 f"(requested {self.options.delay_ms:g} ms on shaped links; topology "
-                 f"delays {[x.delay_ms for x in self.topology.links if x.delay_ms > 0]} ms)")
+            if o.loss_pct > 0 and not o.allow_no_loss:
+                raise BackendError(
+                    f"loss_pct={o.loss_pct:g} was requested but this kernel has no netem "
+                    f"(tc: {r.stderr.strip()}); set allow_no_loss = true to run without "
+                    f"the loss (the userspace backend cannot apply loss either)")
+            warn(f"netem is not available in this kernel: delays and losses are NOT applied "
+                 f"(requested {o.delay_ms:g} ms, {o.loss_pct:g}% on shaped links; topology "
+                 f"delays {[x.delay_ms for x in links if x.delay_ms > 0]} ms, losses "
+                 f"{[x.loss_pct for x in links if x.loss_pct > 0]} %)")
 
     def _ns_of(self, node: str):
         """None for the root namespace (switch ports), else the host's shell pid."""
@@ -169,13 +180,12 @@ class MininetNet(OwnedNet):
             if link.shaped and link.direction in ("up", "both"):
                 yield k, link.b, ib, "up"
 
-    def _params(self, mbps: float, width_s: float, delay_ms: float) -> tc.ShapeParams:
+    def _params(self, rate: int, delay_ms: float, loss_pct: float) -> tc.ShapeParams:
         o = self.options
-        rate = tc.shaped_rate_bps(mbps, max(width_s, ZERO_FLOOR_MIN_STEP_S),
-                                  o.compensate_tcp_overhead)
         return tc.ShapeParams(rate, tc.burst_bytes_for(rate, o.burst_bytes),
                               tc.queue_packets_for(rate, o.queue_packets, o.queue_ms),
-                              delay_ms if self.netem else 0.0)
+                              delay_ms if self.netem else 0.0,
+                              loss_pct if self.netem else 0.0)
 
     def _setup_shaping(self) -> None:
         self.ports: list[dict] = []
@@ -184,10 +194,15 @@ class MininetNet(OwnedNet):
         for k, node, dev, dirn in self._egress():
             link = self.topology.links[k]
             trace = self.link_traces[link.trace]
-            sched = make_schedule(trace, self.options.bin_s)
+            sched = make_schedule(trace, self.options.bin_s,
+                                  self.options.min_bin_frames * MAHIMAHI_PACKET_BYTES)
             delay = link.delay_ms or self.options.delay_ms
-            off, mbps, width = sched.at(0)
-            p0 = self._params(mbps, width, delay)
+            loss = link.loss_pct or self.options.loss_pct
+            rates = tc.replay_rates_bps(
+                sched.rates_mbps, np.diff(np.append(sched.offsets_s, sched.period_s)),
+                sched.widths_s, self.options.compensate_tcp_overhead,
+                self.options.min_bin_frames, ZERO_FLOOR_MIN_STEP_S)
+            p0 = self._params(int(rates[0]), delay, loss)
             self.ledger.add("qdisc", dev=dev, ns=self._ns_of(node))
             for cmd in tc.setup_cmds(dev, p0):
                 self._ns_run(node, ["tc", *cmd], f"shaping {link.a}-{link.b}")
@@ -200,20 +215,24 @@ class MininetNet(OwnedNet):
                 err.close()
                 self._pipes[ns] = (proc, Path(err.name))
             self.ports.append({"k": k, "node": node, "dev": dev, "direction": dirn,
-                               "schedule": sched, "current": p0, "delay_ms": delay,
-                               "trace": trace})
-        # Unshaped links with a delay: netem root on both egresses where available.
+                               "schedule": sched, "rates_bps": rates, "current": p0,
+                               "delay_ms": delay,
+                               "loss_pct": loss, "trace": trace})
+        # Unshaped links with a delay or loss: netem root on both egresses where available.
         for k, link in enumerate(self.topology.links):
-            if link.shaped or link.delay_ms <= 0:
+            if link.shaped or (link.delay_ms <= 0 and link.loss_pct <= 0):
                 continue
             note = {"link": f"{link.a}-{link.b}", "delay_ms_requested": link.delay_ms,
-                    "delay_ms_applied": 0.0}
+                    "delay_ms_applied": 0.0, "loss_pct_requested": link.loss_pct,
+                    "loss_pct_applied": 0.0}
             if self.netem:
                 for end, dev in zip((link.a, link.b), self.ifname[k]):
                     self.ledger.add("qdisc", dev=dev, ns=self._ns_of(end))
                     self._ns_run(end, ["tc", "qdisc", "add", "dev", dev, "root", "netem",
-                                       "delay", f"{link.delay_ms:g}ms"], "delay")
+                                       *tc.netem_args(link.delay_ms, link.loss_pct).split()],
+                                 "delay/loss")
                 note["delay_ms_applied"] = link.delay_ms
+                note["loss_pct_applied"] = link.loss_pct
             self.delay_notes.append(note)
 
     def start_replay(self, t0: float | None = None) -> None:
@@ -227,8 +246,8 @@ class MininetNet(OwnedNet):
         for p in self.ports:
             proc, _ = self._pipes[self._ns_of(p["node"])]
 
-            def apply(off, mbps, width, p=p):
-                new = self._params(mbps, width, p["delay_ms"])
+            def apply(i, off, mbps, width, p=p):
+                new = self._params(int(p["rates_bps"][i]), p["delay_ms"], p["loss_pct"])
                 lines = tc.change_lines(p["dev"], p["current"], new)
                 p["current"] = new
                 return lines
@@ -302,12 +321,16 @@ class MininetNet(OwnedNet):
                 "trace": p["trace"].name, "trace_mean_mbps": round(p["trace"].mean_mbps(), 4),
                 "bin_s": p["schedule"].bin_s, "rate_factor": round(tc.TCP_OVERHEAD_FACTOR, 6)
                 if o.compensate_tcp_overhead else 1.0,
-                "zero_capacity": "one 1514-byte frame per bin",
+                "min_bin_frames": o.min_bin_frames, "replay_bins": len(p["schedule"].offsets_s),
+                "zero_capacity": f"one {tc.MTU_FRAME_BYTES}-byte frame per max(bin, "
+                                 f"{ZERO_FLOOR_MIN_STEP_S:g} s), never rate 8bit",
                 "queue_packets": p["current"].queue_packets, "queue_ms": o.queue_ms,
                 "burst_bytes": p["current"].burst_bytes,
                 "delay_ms_requested": p["delay_ms"],
                 "delay_ms_applied": p["delay_ms"] if self.netem else 0.0,
-                "replay": lag_summary(rep.lag_ms) if rep else {"changes": 0},
+                "loss_pct_requested": p["loss_pct"],
+                "loss_pct_applied": p["loss_pct"] if self.netem else 0.0,
+                "replay": rep.lag.summary() if rep else {"changes": 0},
                 "tc_errors": errs[-2000:]})
         return {"backend": "mininet", "netem_available": self.netem,
                 "offloads_off": list(OFFLOADS), "options": o.to_dict(), "links": links,

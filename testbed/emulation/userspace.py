@@ -12,6 +12,9 @@ when full, the relay stops reading from the origin (TCP back-pressure) instead o
 because the relay terminates TCP on both sides and cannot lose bytes of a stream. The
 optional delay (the sum of the path's link delays, plus ``delay_ms``) is applied to both
 directions. Uplink shaping is not emulated here (recorded in ``applied_link_params``).
+Loss is not emulated either: dropping relayed bytes would corrupt the stream, not make the
+sender retransmit (the relay terminates TCP). An explicit ``loss_pct`` is refused unless
+``allow_no_loss``; topology losses are noted; both are recorded as requested vs applied.
 Bytes count as application payload: the trace's Mbit/s are delivered as payload, so TCP
 overhead compensation does not apply.
 """
@@ -265,11 +268,21 @@ class UserspaceNet(OwnedNet):
     kind = "userspace"
 
     def _build(self) -> None:
-        topo = self.topology
+        topo, o = self.topology, self.options
+        if o.loss_pct > 0 and not o.allow_no_loss:
+            raise BackendError(
+                f"loss_pct={o.loss_pct:g} was requested but the userspace backend cannot "
+                f"apply loss (its relay terminates TCP, so a dropped byte would corrupt the "
+                f"stream instead of being retransmitted); set allow_no_loss = true to run "
+                f"without the loss, or use the mininet backend on a kernel with netem")
         self.origin_port = free_port()
         self.links: dict[int, ShapedLink] = {}
         self.listeners: dict[str, Listener] = {}
         self.notes: list[str] = []
+        if o.loss_pct > 0 or any(x.loss_pct > 0 for x in topo.links):
+            self.notes.append(f"loss is not emulated by the userspace backend (requested "
+                              f"{o.loss_pct:g}% on shaped links; topology losses "
+                              f"{[x.loss_pct for x in topo.links if x.loss_pct > 0]} %)")
         self.loop = asyncio.new_event_loop()
         ready = threading.Event()
 
@@ -418,6 +431,8 @@ class UserspaceNet(OwnedNet):
                           "queue_full": "back-pressure (no drops)",
                           "delay_ms_requested": self.options.delay_ms + spec.delay_ms,
                           "delay_ms_applied": round(link.delay_s * 1000, 3),
+                          "loss_pct_requested": spec.loss_pct or self.options.loss_pct,
+                          "loss_pct_applied": 0.0,
                           "delivered_bytes": link.delivered_bytes})
         return {"backend": "userspace", "netem_available": None,
                 "options": self.options.to_dict(), "links": links, "notes": self.notes}
