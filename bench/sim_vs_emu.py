@@ -19,7 +19,10 @@ request latency 2 x network.delay_ms = 0, no queue: pure fair sharing), ``sim-la
 (request latency calibrated from the emulated run itself: the 10th percentile of its
 request-to-first-byte times; not the median, which also holds the wait behind other
 downloads' queued bytes) and ``sim-latency-queue`` (plus ``queue_bytes`` = the emulated
-queue, network.queue_packets x 1500 B). The last line reports ``sim-default``. Gaps are
+queue, network.queue_packets x 1500 B); where the emulated prompt decodes took more than
+10% longer or shorter than the simulator's (medians), also ``sim-latency-decode``
+(``sim-latency`` with ``simulator.decode_scale`` = that ratio). The last line reports
+``sim-default``. Gaps are
 ``|sim - emu| / max(|emu|, floor)`` with a floor (0.5 s for times, 100 KB for bytes) so
 near-zero values do not turn into huge percentages; the raw values are printed beside.
 Last line: ``worst_gap <x>%`` over schedulers (and device profiles) and the two headline
@@ -126,6 +129,18 @@ def prompt_use(rd) -> dict:
     return out
 
 
+def decode_ratio(emu, sim) -> float | None:
+    """Median prompt decode time in ``emu`` over that in ``sim`` (None: no prompt decodes)."""
+    def median(rd):
+        xs = [float(e["decode_s"]) for label in rd.labels() for i in rd.players(label)
+              for e in rd.events(label, i) if e["event"] == "decode_done"
+              and str(e.get("representation", "")).startswith("prompt/")]
+        return statistics.median(xs) if xs else None
+
+    a, b = median(emu), median(sim)
+    return a / b if a and b else None
+
+
 def compare(data: dict, args, out: Path, title: str) -> float:
     """Emulate ``data``, simulate it in the three variants, print the gaps; returns the
     worst sim-default gap of rebuffer_s and bytes_wasted."""
@@ -145,12 +160,24 @@ def compare(data: dict, args, out: Path, title: str) -> float:
     latency = first_byte_p10(emu)
     runs = {}
     queue = cfg.network.queue_packets * 1500
-    for tag, sim in (("sim-default", {}),
-                     ("sim-latency", {"request_latency_s": latency}),
-                     ("sim-latency-queue", {"request_latency_s": latency, "queue_bytes": queue})):
+    variants = [("sim-default", {}),
+                ("sim-latency", {"request_latency_s": latency}),
+                ("sim-latency-queue", {"request_latency_s": latency, "queue_bytes": queue})]
+    for tag, sim in variants:
         d = dict(data, name=f"{data['name']}-{tag}", simulator=sim)
         c = config_from_dict(d, "<sim_vs_emu>")
         runs[tag] = open_run(simulate_experiment(c, out, progress=False, plots=False))
+    # Prompt decodes slower (or faster) in emulation than the simulator assumes: also
+    # simulate with every decode time scaled by the ratio of the medians.
+    scale = decode_ratio(emu, runs["sim-default"])
+    if scale is not None and abs(scale - 1.0) > 0.1:
+        tag, sim = "sim-latency-decode", {"request_latency_s": latency,
+                                          "decode_scale": round(scale, 3)}
+        d = dict(data, name=f"{data['name']}-{tag}", simulator=sim)
+        runs[tag] = open_run(simulate_experiment(config_from_dict(d, "<sim_vs_emu>"), out,
+                                                 progress=False, plots=False))
+        print(f"emulated prompt decodes took {scale:.2f}x the simulator's (medians): "
+              f"sim-latency-decode uses simulator.decode_scale = {scale:.3f}")
     print(f"emulation backend: {emu.metadata().get('backend')}; devices {cfg.players.devices}, "
           f"device_profile {cfg.players.device_profile!r}, decode {cfg.players.decode!r}; "
           f"p10 request->first byte {latency * 1000:.1f} ms (used as "
