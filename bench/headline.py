@@ -46,11 +46,6 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 EMU_CONFIG = REPO / "configs" / "headline-emu.toml"
-# What each emulated device profile sets in the player config.
-EMU_PROFILES = {
-    "cpu-only": {"devices": ["cpu"], "device_profile": "measured", "decode": "real"},
-    "npu-like": {"devices": ["cpu", "npu"], "device_profile": "npu", "decode": "profile"},
-}
 COMPUTE_AWARE = ("greedy-compute", "promptpream")
 
 SCHEDULERS = ("no-preload", "fixed", "dashlet", "greedy-compute", "promptpream")
@@ -142,10 +137,12 @@ def print_table(title: str, rows: list[dict], schedulers) -> tuple[dict, str]:
 def parse_variant(text: str) -> tuple[str, float | None]:
     """``cpu-only`` or ``npu-like@0.45`` -> (profile, prompt quality the computation-aware
     schedulers assume, or None)."""
+    from testbed.simulator import PLAYER_DEVICE_SETTINGS
+
     prof, _, q = text.partition("@")
-    if prof not in EMU_PROFILES:
+    if prof not in PLAYER_DEVICE_SETTINGS:
         raise SystemExit(f"headline: --emu-variants: unknown device profile {prof!r}; "
-                         f"expected one of {sorted(EMU_PROFILES)}, optionally @<Mbps-eq.>")
+                         f"expected one of {sorted(PLAYER_DEVICE_SETTINGS)}, optionally @<Mbps-eq.>")
     try:
         return prof, (float(q) if q else None)
     except ValueError:
@@ -157,6 +154,7 @@ def emu_config(variant: str, n_traces: int, session_s: float | None, schedulers)
     import tomllib
 
     from testbed.config import config_from_dict
+    from testbed.simulator import PLAYER_DEVICE_SETTINGS
 
     prof, quality = parse_variant(variant)
     data = tomllib.loads(EMU_CONFIG.read_text(encoding="utf-8"))
@@ -166,7 +164,7 @@ def emu_config(variant: str, n_traces: int, session_s: float | None, schedulers)
                          f"({EMU_CONFIG.name} has {len(traces)} traces), got {n_traces}")
     data["name"] = "headline-emu-" + variant.replace("@", "-q")
     data["network"]["traces"] = traces[:n_traces]
-    data["players"].update(EMU_PROFILES[prof], count=n_traces)
+    data["players"].update(PLAYER_DEVICE_SETTINGS[prof], count=n_traces)
     if session_s is not None:
         data["session"]["duration_s"] = session_s
     data["schedulers"] = [
@@ -288,9 +286,10 @@ def main(argv=None) -> int:
             from testbed.results import open_run
 
             meta = open_run(path).metadata()
-            prof, quality = parse_variant(v)
+            _, quality = parse_variant(v)
             what = (f"devices {meta.get('devices')}, device_profile "
-                    f"{meta.get('device_profile')!r}, decode {EMU_PROFILES[prof]['decode']!r}"
+                    f"{meta.get('device_profile')!r}, decode "
+                    f"{meta['config']['players']['decode']!r}"
                     + (f", greedy-compute/promptpream prompt_quality_mbps={quality:g}"
                        if quality is not None else ", prompt quality from the manifest"))
             print(f"\nemulated {v}: {meta.get('backend')} backend, {wall:.0f} s wall, "

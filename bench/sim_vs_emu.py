@@ -46,11 +46,6 @@ COMPUTE_AWARE = ("greedy-compute", "promptpream")
 HEADLINE = "sim-default"  # the variant the last line reports: testbed simulate's defaults
 METRICS = (("rebuffer_s", 0.5), ("stall_s", 0.5), ("bytes_wasted", 100_000))
 PROMPT_CONFIG = REPO / "configs" / "headline-emu.toml"  # its catalog has prompts
-# What each device profile of the --prompts case sets in the player config.
-DEVICES = {
-    "cpu-only": {"devices": ["cpu"], "device_profile": "measured", "decode": "real"},
-    "npu-like": {"devices": ["cpu", "npu"], "device_profile": "npu", "decode": "profile"},
-}
 
 
 def config(quick: bool, catalog: Path, backend: str) -> dict:
@@ -75,12 +70,14 @@ def prompt_config(quick: bool, backend: str, devices: str, quality: float) -> di
     promptpream valuing prompts at ``quality``."""
     import tomllib
 
+    from testbed.simulator import PLAYER_DEVICE_SETTINGS
+
     cat = dict(tomllib.loads(PROMPT_CONFIG.read_text(encoding="utf-8"))["catalog"])
     cat["dir"] = str((PROMPT_CONFIG.parent / cat["dir"]).resolve())
     data = config(quick, Path(cat["dir"]), backend)
     data["name"] = f"simvsemu-prompts-{devices}"
     data["catalog"] = cat
-    data["players"].update(DEVICES[devices])
+    data["players"].update(PLAYER_DEVICE_SETTINGS[devices])
     data["schedulers"] = [{"name": s, "params": {"prompt_quality_mbps": quality}}
                           for s in COMPUTE_AWARE]
     return data
@@ -232,15 +229,16 @@ def main(argv=None) -> int:
     ap.add_argument("--prompt-quality", type=float, default=0.45,
                     help="Mbps-eq. at which the --prompts case's schedulers value prompts")
     args = ap.parse_args(argv)
+    from testbed.simulator import PLAYER_DEVICE_SETTINGS
 
     out = args.out or Path(tempfile.mkdtemp(prefix="simvsemu-"))
     if not args.prompts:
         cases = [(config(args.quick, args.catalog, args.backend), "pixel catalog")]
     else:
         devs = [d for d in args.devices.split(",") if d]
-        bad = [d for d in devs if d not in DEVICES]
+        bad = [d for d in devs if d not in PLAYER_DEVICE_SETTINGS]
         if bad or not devs:
-            print(f"sim_vs_emu: --devices: expected some of {sorted(DEVICES)}, got "
+            print(f"sim_vs_emu: --devices: expected some of {sorted(PLAYER_DEVICE_SETTINGS)}, got "
                   f"{args.devices!r}", file=sys.stderr)
             return 2
         cases = [(prompt_config(args.quick, args.backend, d, args.prompt_quality),

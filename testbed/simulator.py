@@ -448,6 +448,16 @@ DEVICE_PROFILES = {
     "npu-like": ("cpu", "npu"),
 }
 CODEC_PROFILE_OF = {"cpu-only": "cpu-local", "npu-like": "npu"}
+# The same device profiles for real players (the ``[players]`` fields of a run config):
+# cpu-only decodes prompts for real on this machine (timed as measured); this machine has
+# no NPU, so npu-like players hold every decode to the ``codec.profiles`` "npu" latency
+# without decoding.
+PLAYER_DEVICE_SETTINGS = {
+    "cpu-only": {"devices": list(DEVICE_PROFILES["cpu-only"]), "device_profile": "measured",
+                 "decode": "real"},
+    "npu-like": {"devices": list(DEVICE_PROFILES["npu-like"]),
+                 "device_profile": CODEC_PROFILE_OF["npu-like"], "decode": "profile"},
+}
 
 
 def challenge_content(root=None, prompt: PromptProfile | None = None,
