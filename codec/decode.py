@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import threading
 
+import numpy as np
 import torch
 
 from codec import wire
@@ -49,6 +50,24 @@ class PromptDecoder:
                                    f"latent {chunk.latent_shape}) do not fit the model at "
                                    f"{chunk.width}x{chunk.height} (tokens {tokens}x"
                                    f"{self.gen.token_dim}, latent {lat})")
+
+    def warm_up(self, width: int, height: int, n_frames: int = 2) -> None:
+        """Decode one synthetic chunk of this frame size (zero prompts), so the first real
+        chunk does not pay for lazy initialisation and first-call allocations; the model
+        itself is already loaded. Frame sizes the model cannot make raise PromptChunkError."""
+        try:
+            lat = tuple(self.gen.latent_shape(height, width))
+            tokens = self.gen.tokens(height, width)
+        except ValueError as exc:
+            raise PromptChunkError(str(exc)) from None
+        pos = wire.keyframe_positions(n_frames, 10)
+        k, d = len(pos), self.gen.token_dim
+        chunk = wire.PromptChunk(
+            kind=self.gen.kind, model_hash=bytes.fromhex(self.model_hash)[:16], width=width,
+            height=height, n_frames=n_frames, rank=1, positions=pos, latent_shape=lat, seed=0,
+            u_q=np.zeros((k, tokens, 1), np.uint8), v_q=np.zeros((k, 1, d), np.uint8),
+            quant=np.tile(np.array([1.0, 0.0, 1.0, 0.0], np.float32), (k, 1)))
+        self.decode_chunk(wire.pack(chunk))
 
     def decode_chunk(self, data: bytes, prev_state=None):
         """All frames of one chunk: ((F,H,W,3) uint8, state). Bad input -> PromptChunkError."""

@@ -26,7 +26,7 @@ import asyncio
 import concurrent.futures
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,13 +79,28 @@ class DecodeWorker:
         self._load_errors: dict[str, str] = {}
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
 
-    def warm_up(self) -> None:
-        """Import the pixel decoder now (PyAV's first import costs ~0.15 s), so the first
-        chunk of the session does not pay it."""
-        if self.mode == "real":
-            import av  # noqa: F401
+    def warm_up(self, prompt_models: Iterable[tuple[str, int, int]] = ()) -> None:
+        """Before the session clock starts: import the pixel decoder (PyAV's first import
+        costs ~0.15 s) and load each prompt model this worker will decode, given as
+        (model, width, height), with one synthetic decode at that frame size. Measured
+        here: torch + diffusers + the local checkpoint take ~3.5 s alone and 20-25 s on a
+        machine shared by four players, which a first chunk would otherwise spend stalled.
+        A model that cannot load is remembered and reported per chunk, as in ``decode``."""
+        if self.mode != "real":
+            return
+        import av  # noqa: F401
 
-            import codec.pixel  # noqa: F401
+        import codec.pixel  # noqa: F401
+
+        for model, width, height in prompt_models:
+            try:
+                dec = self._prompt_decoder(model, f"prompt/{model}")
+            except DecodeError:
+                continue  # remembered; every chunk of this model reports it
+            try:
+                dec.warm_up(width, height)
+            except ValueError:
+                pass  # a frame size the model cannot make: each chunk will say so
 
     # ------------------------------------------------------------------ blocking API
     def decode(self, chunk_bytes: bytes, representation: str, expected_frames: int | None = None,

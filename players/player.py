@@ -55,6 +55,15 @@ from players.session import SessionModel
 MAX_CONSECUTIVE_ERRORS = 20
 
 
+
+def _prompt_models_on(device: str, specs, manifests) -> list[tuple[str, int, int]]:
+    """(model, width, height) of every prompt representation the feed offers on
+    ``device``: what its decode worker loads before the session starts."""
+    size = {(m.width, m.height) for m in manifests.values()}
+    models = sorted({r.name.split("/")[1] for s in specs for r in s.representations
+                     if r.kind == "prompt" and r.decodable_on(device)})
+    return [(model, w, h) for model in models for w, h in sorted(size)]
+
 class PlayerConfigError(ValueError):
     """The player config is invalid (message names the file and the field)."""
 
@@ -328,8 +337,8 @@ class Player:
             scheduler = create(cfg.scheduler, cfg.params, cfg.seed)
             workers = {d: DecodeWorker(d, mode=cfg.decode, prompt_models=cfg.prompt_models)
                        for d in cfg.devices}
-            for w in workers.values():
-                w.warm_up()
+            for d, w in workers.items():
+                w.warm_up(_prompt_models_on(d, specs, manifests))
             # Opened before the session clock starts: blocking here costs nothing.
             self._fh = open(cfg.events_path, "w", encoding="utf-8")  # noqa: ASYNC230, SIM115
             try:

@@ -128,3 +128,31 @@ def test_decode_threads_default_matches_the_measured_costs():
     assert catalog.DEFAULTS["decode_threads"] == profiles.DECODE_THREADS
     assert profiles.get("cpu-local").threads == profiles.DECODE_THREADS
     assert DecodeWorker("cpu", threads=1).threads == 1
+
+
+def test_warm_up_loads_each_prompt_model_once_before_the_session():
+    """The worker loads the model and runs one synthetic decode at warm-up, so the first
+    real chunk pays neither; a model that cannot load is reported per chunk later."""
+    import codec
+
+    loads, decodes = [], []
+
+    def load(**kw):
+        dec = codec.load_decoder(**kw)
+        real = dec.decode_chunk
+
+        def counted(data, prev_state=None):
+            decodes.append(len(data))
+            return real(data, prev_state)
+
+        dec.decode_chunk = counted
+        loads.append(kw["model"])
+        return dec
+
+    w = DecodeWorker("cpu", load_decoder=load)
+    w.warm_up([("local", 64, 64), ("missing-model", 64, 64)])
+    assert loads == ["local"] and len(decodes) == 1
+    w.warm_up([("local", 64, 64)])  # loaded once per worker
+    assert loads == ["local"]
+    with pytest.raises(DecodeError, match="missing-model"):
+        w.decode(b"x", "prompt/missing-model/r8")
