@@ -6,7 +6,8 @@ runs origin -> player, and per second we compare (a) the bytes leaving the shape
 against the rate the shaper was asked for: trace x rate factor) and (b) the TCP goodput
 (against the trace). The first seconds (TCP start-up) are left out.
 
-    python bench/link_fidelity.py [--quick] [--backend mininet|userspace|all] [--out F.json]
+    python bench/link_fidelity.py [--quick] [--backend mininet|userspace|all] [--cc NAME]
+                                  [--queue-packets N] [--out F.json]
 
 Last line: ``MAPE <backend> wire <x>% goodput <y>%`` for the worst backend (traces with mean
 >= 0.5 Mbit/s).
@@ -33,28 +34,25 @@ from traces.ops import window, with_name  # noqa: E402
 FULL = [
     ("short-video-challenge/network/medium/0", 0), ("short-video-challenge/network/high/0", 0),
     ("short-video-challenge/network/low/3", 0), ("hsdpa/norway_bus_1", 0),
-    ("hsdpa/norway_train_1", 0), ("hsdpa/norway_tram_1", 0),
-    ("fcc/trace_1952_http---www.ebay.com", 0), ("oboe/oboe_trace_0.txt", 0),
+    ("hsdpa/norway_train_1", 0), ("hsdpa/norway_tram_10", 0), ("hsdpa/norway_ferry_2", 0),
+    ("fcc/trace_925800_http---www.ebay.com", 0), ("oboe/oboe_trace_0.txt", 0),
     ("oboe/oboe_trace_14.txt", 0), ("mahimahi/TMobile-UMTS-driving.down", 60),
     ("mahimahi/Verizon-EVDO-driving.down", 60), ("mahimahi/ATT-LTE-driving.down", 60),
-    ("solis-wifi/wifi_cafe_231115-154511.txt", 0), ("hsdpa/norway_ferry_1", 0),
+    ("solis-wifi/wifi_cafe_231115-154511.txt", 0),
 ]
 QUICK = [("short-video-challenge/network/medium/0", 0), ("hsdpa/norway_bus_1", 0),
          ("mahimahi/TMobile-UMTS-driving.down", 60)]
 
 
 def pick(root: Path, items) -> list:
-    out = []
-    for rel, off in items:
-        p = root / rel
-        if not p.exists():
-            cands = sorted(p.parent.glob("*")) if p.parent.exists() else []
-            if not cands:
-                print(f"skip {rel}: missing", file=sys.stderr)
-                continue
-            p = cands[0]
-        out.append((p, off))
-    return out
+    """The listed traces under ``root``; a missing one is an error (never a stand-in: the
+    table would name a trace it did not measure)."""
+    missing = [rel for rel, _ in items if not (root / rel).is_file()]
+    if missing:
+        raise SystemExit(f"link_fidelity: trace file(s) not found under {root}: "
+                         f"{', '.join(missing)} (expected the public datasets described in "
+                         f"PROVENANCE.md; set PROMPTBED_TRACES to their directory)")
+    return [(root / rel, off) for rel, off in items]
 
 
 def main(argv=None) -> int:
@@ -62,6 +60,10 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="3 traces, 30 s")
     ap.add_argument("--backend", default="all", choices=["all", "mininet", "userspace"])
     ap.add_argument("--duration-s", type=float, default=None)
+    ap.add_argument("--cc", default=None, help="sender TCP congestion control "
+                    "(default: the system's; printed)")
+    ap.add_argument("--queue-packets", type=int, default=None,
+                    help="link_options.queue_packets (default: the backends' default, 100)")
     ap.add_argument("--out", type=Path, default=None, help="write all results as JSON")
     args = ap.parse_args(argv)
     root = trace_dir()
@@ -73,7 +75,7 @@ def main(argv=None) -> int:
     traces = []
     for p, off in chosen:
         tr = load(p)
-        tr = with_name(window(tr, tr.start_s + off, duration + 5), f"{p.parent.name}/{p.name}")
+        tr = with_name(window(tr, tr.start_s + off, duration + 5), str(p.relative_to(root)))
         traces.append(tr)
     backends = ["mininet", "userspace"] if args.backend == "all" else [args.backend]
     if "mininet" in backends and mininet_available() is not None:
@@ -82,9 +84,16 @@ def main(argv=None) -> int:
     results = {}
     for be in backends:
         with tempfile.TemporaryDirectory() as wd:
-            with open_backend(be, "access", traces, {}, "lf", wd) as net:
-                results[be] = measure_links(net, traces, duration, Path(wd))
+            opts = {} if args.queue_packets is None else {"queue_packets": args.queue_packets}
+            with open_backend(be, "access", traces, opts, "lf", wd) as net:
+                results[be] = measure_links(net, traces, duration, Path(wd), cc=args.cc)
     worst = None
+    datasets = sorted({p.parent.name if p.parent.parent == root else p.parts[len(root.parts)]
+                       for p, _ in chosen})
+    cc = sorted({r["cc"] for rows in results.values() for r in rows if r.get("cc")})
+    print(f"{len(chosen)} traces from {len(datasets)} datasets ({', '.join(datasets)}), "
+          f"{duration:g} s each, all links at once; sender congestion control: "
+          f"{', '.join(cc) or 'unknown'}")
     print(f"{'backend':9} {'trace':48} {'mean Mbps':>9} {'wire MAPE':>9} {'gput MAPE':>9} "
           f"{'gput bias':>9}")
     for be, rows in results.items():

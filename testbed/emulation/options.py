@@ -16,10 +16,11 @@ class LinkOptions:
     queue_ms: if set, the queue is resized with the rate to hold this many ms (capped by
     queue_packets). burst_bytes: HTB burst and cburst (None: 10 ms of the rate, >= 2 frames).
     bin_s: replay bin (s); None = the trace's own step, or 0.1 s bins for traces with steps
-    finer than 0.1 s. min_bin_frames: replay bins carrying fewer than this many 1500-byte
-    packets are merged with their neighbours inside the same second of the trace (0 or 1:
-    off; why in ``replay.merge_thin_bins``). delay_ms: one-way delay on each shaped link
-    (explicit request). loss_pct: random loss on each shaped link (%, explicit request).
+    finer than 0.1 s. min_bin_frames: (Mininet) replay bins carrying fewer than this many
+    1500-byte packets are merged with their neighbours inside the same second of the trace,
+    and bins still that thin get whole frames (0: off, bin by bin; why in
+    ``replay.merge_thin_bins`` and ``tc.replay_rates_bps``). delay_ms: one-way delay on
+    each shaped link (explicit request). loss_pct: random loss on each shaped link (%, explicit request).
     allow_no_delay / allow_no_loss: where the delay / loss cannot be applied (no netem in
     the kernel; loss in the user-space relay), continue without it (else refuse).
     """
