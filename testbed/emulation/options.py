@@ -20,7 +20,8 @@ class LinkOptions:
     1500-byte packets are merged with their neighbours inside the same second of the trace,
     and bins still that thin get whole frames (0: off, bin by bin; why in
     ``replay.merge_thin_bins`` and ``tc.replay_rates_bps``). delay_ms: one-way delay on
-    each shaped link (explicit request). loss_pct: random loss on each shaped link (%, explicit request).
+    each shaped link (explicit request). loss_pct: random loss on each shaped link (%,
+    explicit request).
     allow_no_delay / allow_no_loss: where the delay / loss cannot be applied (no netem in
     the kernel; loss in the user-space relay), continue without it (else refuse).
     """
