@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Mapping
 
 SUMMARY_FIELDS = (
     "stall_s", "stall_count", "startup_s_mean", "startup_s_p95", "rebuffer_s",

@@ -37,8 +37,8 @@ Drivers may add fields (e.g. first_byte_s); they never remove these.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 from players.schedulers.base import (
     DeviceState,

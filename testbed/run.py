@@ -20,6 +20,7 @@ keeps every file written so far, writes a summary of what is there and leaves
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import select
@@ -29,7 +30,6 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO

@@ -81,7 +81,7 @@ def recv(host: str, port: int, t0: float, duration_s: float, bin_s: float, out: 
                 break
             try:
                 k = s.recv_into(buf)
-            except socket.timeout:
+            except TimeoutError:
                 continue
             if k == 0:
                 break

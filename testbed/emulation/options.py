@@ -57,7 +57,7 @@ class LinkOptions:
                                f"got {self.min_bin_frames!r}")
 
     @classmethod
-    def from_mapping(cls, d: dict | "LinkOptions" | None) -> "LinkOptions":
+    def from_mapping(cls, d: dict | LinkOptions | None) -> LinkOptions:
         if d is None:
             return cls()
         if isinstance(d, LinkOptions):

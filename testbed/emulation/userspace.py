@@ -45,7 +45,7 @@ def free_port() -> int:
 
 
 class _Conn:
-    def __init__(self, listener: "Listener", writer: asyncio.StreamWriter):
+    def __init__(self, listener: Listener, writer: asyncio.StreamWriter):
         self.listener = listener
         self.client_w = writer
         self.origin_w: asyncio.StreamWriter | None = None
@@ -169,7 +169,7 @@ class ShapedLink:
                 wait = self.opp_time(self.k) - now
                 try:
                     await asyncio.wait_for(self.wake.wait(), timeout=max(wait, 0.0005))
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
                 continue
             while t <= now:
@@ -183,7 +183,7 @@ class ShapedLink:
             try:
                 await asyncio.wait_for(self.wake.wait(), timeout=max(nxt - time.monotonic(),
                                                                      0.0002))
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
 
