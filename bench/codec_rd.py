@@ -180,7 +180,7 @@ def main() -> None:
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     by_method = {}
-    for m, s, kbps, p, q, _s, _n in table:
+    for m, _setting, kbps, p, q, _secs, _n in table:
         by_method.setdefault(m, []).append((kbps, p, q))
     for m, pts in by_method.items():
         pts.sort()

@@ -142,11 +142,12 @@ def parse_variant(text: str) -> tuple[str, float | None]:
     prof, _, q = text.partition("@")
     if prof not in PLAYER_DEVICE_SETTINGS:
         raise SystemExit(f"headline: --emu-variants: unknown device profile {prof!r}; "
-                         f"expected one of {sorted(PLAYER_DEVICE_SETTINGS)}, optionally @<Mbps-eq.>")
+                         f"expected one of {sorted(PLAYER_DEVICE_SETTINGS)}, "
+                         f"optionally @<Mbps-eq.>")
     try:
         return prof, (float(q) if q else None)
     except ValueError:
-        raise SystemExit(f"headline: --emu-variants: {text!r}: expected a number after @")
+        raise SystemExit(f"headline: --emu-variants: {text!r}: expected a number after @") from None
 
 
 def emu_config(variant: str, n_traces: int, session_s: float | None, schedulers):

@@ -1,4 +1,5 @@
-"""The prompt codec shared by origin and players: generative model, inversion, decoding, wire format.
+"""The prompt codec shared by origin and players: generative model, inversion, decoding,
+wire format.
 
 Importing ``codec`` is free: torch loads only when ``load_decoder``/``encode_chunk`` (or the
 submodules ``model``, ``generators``, ``encode``, ``decode``, ``train``) are used.

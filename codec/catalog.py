@@ -25,10 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
+from codec.profiles import DECODE_THREADS
+
 # origin.manifest's prompt model-name rule (prompt/<model>/r<rank>)
 _MODEL_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-
-from codec.profiles import DECODE_THREADS
 
 EXT = "pbp"
 # Fitting options (passed to codec.encode.encode_chunk) and their defaults.
@@ -70,7 +70,8 @@ def check_options(opts: dict) -> None:
             bad(name, "a finite number >= 0")
     if not is_num(opts["lr"]) or opts["lr"] <= 0:
         bad("lr", "a finite number > 0")
-    if opts["lr_min"] is not None and not (is_num(opts["lr_min"]) and 0 < opts["lr_min"] <= opts["lr"]):
+    if opts["lr_min"] is not None and not (is_num(opts["lr_min"])
+                                           and 0 < opts["lr_min"] <= opts["lr"]):
         bad("lr_min", f"None or a number in (0, lr = {opts['lr']}]")
     t = opts["target_psnr_db"]
     if t is not None:

@@ -65,7 +65,8 @@ def _ssim(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     saa = F.avg_pool2d(a * a, k, 1) - mu_a ** 2
     sbb = F.avg_pool2d(b * b, k, 1) - mu_b ** 2
     sab = F.avg_pool2d(a * b, k, 1) - mu_a * mu_b
-    m = ((2 * mu_a * mu_b + c1) * (2 * sab + c2)) / ((mu_a ** 2 + mu_b ** 2 + c1) * (saa + sbb + c2))
+    m = (((2 * mu_a * mu_b + c1) * (2 * sab + c2))
+         / ((mu_a ** 2 + mu_b ** 2 + c1) * (saa + sbb + c2)))
     return m.mean()
 
 
@@ -154,7 +155,8 @@ def encode_chunk(gen, frames: np.ndarray, rank: int, key_interval: int = 10, ste
             lat0 = gen.generate(ctx0, render.NOISE_WEIGHT * noise[:1])[0]
         init_q, s, z = wire.quantise(lat0.float().cpu().numpy())
         init_quant = (s, z)
-        init_lat = torch.from_numpy((init_q.astype(np.float32) - np.float32(z)) * np.float32(s)).to(dev, dtype)
+        init_lat = torch.from_numpy(
+            (init_q.astype(np.float32) - np.float32(z)) * np.float32(s)).to(dev, dtype)
     fit_ids = fit_frame_ids(positions, n)
     fit_target = target[fit_ids]
 
@@ -193,7 +195,8 @@ def encode_chunk(gen, frames: np.ndarray, rank: int, key_interval: int = 10, ste
                     for gr in opt.param_groups:
                         gr["lr"] = max(lr_min, gr["lr"] / 2)
                     stale = 0
-            if target_psnr_db is not None and 10 * math.log10(1 / max(float(mse), 1e-10)) >= target_psnr_db:
+            if (target_psnr_db is not None
+                    and 10 * math.log10(1 / max(float(mse), 1e-10)) >= target_psnr_db):
                 break
             opt.zero_grad(set_to_none=True)
             loss.backward()

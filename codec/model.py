@@ -140,7 +140,8 @@ class LocalModel(nn.Module):
         cmap = ctx.transpose(1, 2).reshape(b, self.token_dim, h, w)
         x = torch.cat([cmap, z_start], dim=1)
         t = torch.full((b,), TIMESTEP, dtype=torch.long, device=x.device)
-        return self.ctx_proj(cmap) + self.unet(x, t, encoder_hidden_states=ctx, return_dict=False)[0]
+        return self.ctx_proj(cmap) + self.unet(x, t, encoder_hidden_states=ctx,
+                                               return_dict=False)[0]
 
     def decode_latent(self, z: torch.Tensor) -> torch.Tensor:
         return self.decoder(z)

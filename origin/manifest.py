@@ -268,7 +268,8 @@ class VideoManifest:
         return sorted(reps, key=lambda r: r.bitrate_kbps)
 
     def chunk_frame_range(self, index: int) -> tuple[int, int]:
-        """First frame and frame count of chunk ``index`` (the layout every representation shares)."""
+        """First frame and frame count of chunk ``index`` (the layout every representation
+        shares)."""
         return chunk_frame_range(index, self.fps, self.chunk_s, self.n_frames)
 
     def to_json(self) -> dict:

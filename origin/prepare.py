@@ -233,7 +233,8 @@ def _file_ok(path: Path, chunk: mf.Chunk) -> bool:
 
 
 def _same_source(a: dict, b: dict) -> bool:
-    keys = lambda d: {k: v for k, v in d.items() if k != "frames_sha256"}
+    def keys(d):
+        return {k: v for k, v in d.items() if k != "frames_sha256"}
     return keys(dict(a)) == keys(dict(b))
 
 

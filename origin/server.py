@@ -4,9 +4,10 @@ Routes (one table, ``ROUTES``)::
 
     GET       /catalog.json
     GET       /videos/{video}/manifest.json
-    GET|HEAD  /videos/{video}/{representation}/{chunk}    chunk = index, e.g. /videos/v000/pixel/h264/250/3
+    GET|HEAD  /videos/{video}/{representation}/{chunk}
+              chunk = index, e.g. /videos/v000/pixel/h264/250/3
     GET       /healthz
-    GET       /metrics                                    JSON counters per client and representation
+    GET       /metrics      JSON counters per client and representation
 
 Chunks support single byte ranges (``bytes=a-b``, ``bytes=a-``, ``bytes=-n``): 206 with
 ``Content-Range``, 416 with ``Content-Range: bytes */size`` when unsatisfiable; a header

@@ -1,1 +1,2 @@
-"""The headless player: feed and swipe model, downloader, decode pipeline, playback clock, schedulers."""
+"""The headless player: feed and swipe model, downloader, decode pipeline, playback clock,
+schedulers."""

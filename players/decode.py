@@ -59,8 +59,9 @@ class DecodeWorker:
     torch device prompt decoders run on (``cuda`` when the name is ``gpu`` and CUDA exists,
     else ``cpu``). mode: ``real`` or ``profile``. threads: torch threads for prompt
     models, by default ``codec.profiles.DECODE_THREADS``, the count the catalog's measured
-    ``decode_cost`` and the ``cpu-local`` profile were measured with. prompt_models: model name -> what ``codec.load_decoder(model=...)`` takes (a
-    local checkpoint path); names not listed are passed as they are (``local``).
+    ``decode_cost`` and the ``cpu-local`` profile were measured with. prompt_models: model
+    name -> what ``codec.load_decoder(model=...)`` takes (a local checkpoint path); names
+    not listed are passed as they are (``local``).
     """
 
     def __init__(self, device: str, mode: str = "real", threads: int = DECODE_THREADS,

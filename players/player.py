@@ -355,7 +355,8 @@ class Player:
                 model = SessionModel(
                     specs, cfg.watch_s, emit=self._emit, devices=cfg.devices,
                     window=cfg.window, max_parallel=cfg.max_parallel,
-                    session_s=cfg.duration_s, initial_throughput_bps=cfg.initial_throughput_mbps * 1e6)
+                    session_s=cfg.duration_s,
+                    initial_throughput_bps=cfg.initial_throughput_mbps * 1e6)
                 try:
                     await self._loop_session(model, scheduler, dl, workers, manifests)
                 finally:

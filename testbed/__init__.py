@@ -1,3 +1,4 @@
-"""PromptBed orchestrator: configuration, the ``testbed`` command, runs, backends, accounting, reports."""
+"""PromptBed orchestrator: configuration, the ``testbed`` command, runs, backends,
+accounting, reports."""
 
 __version__ = "0.1.0"

@@ -215,7 +215,8 @@ def _build(cls: type, data: dict, where: str) -> Any:
     names = {f.name for f in dataclasses.fields(cls) if f.name != "source"}
     unknown = sorted(set(data) - names)
     if unknown:
-        raise ConfigError(f"{where or 'top level'}: unknown field(s) {unknown}; valid: {sorted(names)}")
+        raise ConfigError(f"{where or 'top level'}: unknown field(s) {unknown}; "
+                          f"valid: {sorted(names)}")
     kwargs = {k: _coerce(v, hints[k], f"{where}.{k}" if where else k) for k, v in data.items()}
     return cls(**kwargs)
 
@@ -313,7 +314,8 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> RunConfig:
     try:
         data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
     except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"{path}: not valid {'JSON' if path.suffix == '.json' else 'TOML'}: {exc}") from None
+        kind = "JSON" if path.suffix == ".json" else "TOML"
+        raise ConfigError(f"{path}: not valid {kind}: {exc}") from None
     return config_from_dict(data, str(path), overrides)
 
 

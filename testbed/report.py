@@ -173,7 +173,7 @@ def timeline_data(events: list[dict], chunk_s: float, bin_s: float = 1.0) -> dic
             open_stall = None
     if open_stall is not None:
         stalls.append((open_stall, end_s))
-    for pos, (ts, vs) in buf.items():
+    for ts, vs in buf.values():
         ts.append(end_s)
         vs.append(vs[-1])
     return {"throughput": tput, "buffer": buf, "stalls": stalls, "swipes": swipes,
@@ -357,7 +357,7 @@ def plot_compare(runs: Sequence[RunDir], out: Path, player: int = 0) -> list[Pat
     by_id = {rd.run_id: rd for rd in runs}
     paths = [plot_stall_vs_waste(groups, out, multi), plot_qoe_bars(groups, out, multi),
              plot_stall_cdf(groups, by_id, out, multi)]
-    for k, rd in enumerate(runs):
+    for rd in runs:
         p = plot_timeline(rd, out, player, name="timeline.png" if not multi else
                           f"timeline-{rd.run_id}.png")
         if p is not None:

@@ -355,7 +355,9 @@ class Run:
             "mode": cfg.mode, "backend_requested": self.backend, "backend": self.backend_used,
             "schedulers": labels, "catalog": {"dir": str(cat),
                                               "hash": provenance.catalog_hash(cat)},
-            "traces": [t.describe() for t in traces], "feeds": [{k: f[k] for k in ("videos", "watch_s", "swipe") if k in f} for f in feeds],
+            "traces": [t.describe() for t in traces],
+            "feeds": [{k: f[k] for k in ("videos", "watch_s", "swipe") if k in f}
+                      for f in feeds],
             "device_profile": cfg.players.device_profile, "devices": list(cfg.players.devices),
             **provenance.collect(self.argv),
         }

@@ -502,7 +502,8 @@ def challenge_content(root=None, prompt: PromptProfile | None = None,
             try:
                 sizes = tuple(int(x) for x in f.read_text().split())
             except (OSError, ValueError) as exc:
-                raise SimulationError(f"{f}: expected one integer byte count a line ({exc})")
+                raise SimulationError(
+                    f"{f}: expected one integer byte count a line ({exc})") from None
             if n is not None and len(sizes) != n:
                 raise SimulationError(f"{f}: {len(sizes)} chunks, expected {n}")
             n = len(sizes)

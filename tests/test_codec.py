@@ -9,10 +9,10 @@ import zlib
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
-
-from codec import wire
+from codec import wire  # numpy only: importable without torch
 from codec.wire import PromptChunkError
+
+torch = pytest.importorskip("torch")
 
 
 def _chunk(init=True, n_frames=30, rank=4, tokens=16, dim=64):

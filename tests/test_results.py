@@ -49,7 +49,8 @@ def _write_run(root, stalls=(1.0, 2.0), labels=("a", "b")):
             with open(rd.events_path(lab, i), "w") as fh:
                 fh.writelines(json.dumps(e) + "\n" for e in _session(st, 1000 * (i + 1)))
             with open(rd.resources_path(lab, i), "w") as fh:
-                fh.writelines(json.dumps({"t_s": k, "cpu_s": 0.1 * k, "rss_mb": 50 + k}) + "\n" for k in range(3))
+                fh.writelines(json.dumps({"t_s": k, "cpu_s": 0.1 * k, "rss_mb": 50 + k}) + "\n"
+                              for k in range(3))
     return rd
 
 

@@ -82,7 +82,7 @@ def test_no_preload_fetches_only_the_video_on_screen(sessions):
 
 def test_fixed_and_challenge_fixed_preload_only_the_first_four_chunks(sessions):
     for name in ("fixed", "challenge-fixed"):
-        for feed, ev in sessions[name]:
+        for _feed, ev in sessions[name]:
             pre = [e for cur, e in downloads(ev) if e["position"] > cur]
             assert pre, f"{name} preloaded nothing"
             assert all(e["chunk"] < 4 for e in pre)

@@ -233,7 +233,7 @@ def test_fast_chunk_risks_are_bit_identical_to_the_plain_form():
 
     rng = np.random.default_rng(7)
     observations = []
-    for k in range(6):  # observations of real sessions: swipes, playheads, downloads
+    for _k in range(6):  # observations of real sessions: swipes, playheads, downloads
         feed = _random_feed(rng, 30)
         watch = [float(rng.uniform(0.2, f.duration_s)) for f in feed]
         tr = Trace(np.arange(120) * 0.5, rng.uniform(0.3, 3.0, 120), 0.5)

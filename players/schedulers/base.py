@@ -321,7 +321,8 @@ def get_class(name: str) -> type[Scheduler]:
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise KeyError(f"unknown scheduler {name!r}; valid: {', '.join(sorted(_REGISTRY))}") from None
+        raise KeyError(f"unknown scheduler {name!r}; "
+                       f"valid: {', '.join(sorted(_REGISTRY))}") from None
 
 
 def make_params(cls: type[Scheduler], params: Mapping[str, Any] | None) -> Any:

@@ -5,7 +5,8 @@ each window video (``_costmodel.Context.candidates``), pruned by the same rules 
 ``promptpream``. Of the chunks worth having (positive expected quality net of expected
 waste), each gets its representation/device of best value (quality minus switch, link
 drain and expected stall) and the chunk of best score (that value plus the urgency of not
-deferring it) is fetched; nothing (``Wait``) when no chunk is worth it. Deterministic: no randomness.
+deferring it) is fetched; nothing (``Wait``) when no chunk is worth it. Deterministic: no
+randomness.
 """
 
 from __future__ import annotations

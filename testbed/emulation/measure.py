@@ -155,7 +155,7 @@ def measure_links(net, traces: list, duration_s: float, workdir: Path, warmup_s:
         s.stop()
     params = {x["dev"]: x for x in net.applied_link_params()["links"]}
     out, n, w = [], int(duration_s), int(warmup_s)
-    for k, h in enumerate(hosts):
+    for h in hosts:
         f = Path(workdir) / f"flow-{h}.json"
         if rcs[h] != 0 or not f.exists():
             raise RuntimeError(f"flow receiver on {h} failed (exit {rcs[h]})")

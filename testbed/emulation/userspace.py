@@ -295,7 +295,7 @@ class UserspaceNet(OwnedNet):
         self.thread.start()
         ready.wait(5)
         self.ledger.add("thread", remove=self._stop_loop, name="relay-loop")
-        for k, link in enumerate(topo.links):
+        for link in topo.links:
             if link.shaped and link.direction in ("up", "both"):
                 self.notes.append(f"link {link.a}-{link.b}: uplink shaping is not emulated "
                                   f"by the userspace backend")
