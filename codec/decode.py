@@ -39,11 +39,7 @@ class PromptDecoder:
         if chunk.model_hash != bytes.fromhex(self.model_hash)[:16]:
             raise PromptChunkError(f"chunk was fitted with model {chunk.model_hash.hex()}..., "
                                    f"this decoder holds {self.model_hash[:32]}...")
-        try:
-            lat = tuple(self.gen.latent_shape(chunk.height, chunk.width))
-            tokens = self.gen.tokens(chunk.height, chunk.width)
-        except ValueError as exc:
-            raise PromptChunkError(str(exc)) from None
+        lat, tokens = self._shapes(chunk.width, chunk.height)
         if lat != tuple(chunk.latent_shape) or tokens != chunk.tokens \
                 or self.gen.token_dim != chunk.token_dim:
             raise PromptChunkError(f"chunk shapes (tokens {chunk.tokens}x{chunk.token_dim}, "
@@ -51,15 +47,20 @@ class PromptDecoder:
                                    f"{chunk.width}x{chunk.height} (tokens {tokens}x"
                                    f"{self.gen.token_dim}, latent {lat})")
 
+    def _shapes(self, width: int, height: int) -> tuple[tuple[int, ...], int]:
+        """(latent shape, tokens) the model makes at this frame size; PromptChunkError for a
+        size it cannot make."""
+        try:
+            return (tuple(self.gen.latent_shape(height, width)),
+                    self.gen.tokens(height, width))
+        except ValueError as exc:
+            raise PromptChunkError(str(exc)) from None
+
     def warm_up(self, width: int, height: int, n_frames: int = 2) -> None:
         """Decode one synthetic chunk of this frame size (zero prompts), so the first real
         chunk does not pay for lazy initialisation and first-call allocations; the model
         itself is already loaded. Frame sizes the model cannot make raise PromptChunkError."""
-        try:
-            lat = tuple(self.gen.latent_shape(height, width))
-            tokens = self.gen.tokens(height, width)
-        except ValueError as exc:
-            raise PromptChunkError(str(exc)) from None
+        lat, tokens = self._shapes(width, height)
         pos = wire.keyframe_positions(n_frames, 10)
         k, d = len(pos), self.gen.token_dim
         chunk = wire.PromptChunk(

@@ -80,22 +80,32 @@ class DecodeWorker:
         self._load_errors: dict[str, str] = {}
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
 
-    def warm_up(self, prompt_models: Iterable[tuple[str, int, int]] = ()) -> None:
+    def warm_up(self, prompts: Iterable[tuple[str, int, int]] = ()) -> None:
         """Before the session clock starts: import the pixel decoder (PyAV's first import
-        costs ~0.15 s) and load each prompt model this worker will decode, given as
-        (model, width, height), with one synthetic decode at that frame size. Measured
-        here: torch + diffusers + the local checkpoint take ~3.5 s alone and 20-25 s on a
-        machine shared by four players, which a first chunk would otherwise spend stalled.
-        A model that cannot load is remembered and reported per chunk, as in ``decode``."""
+        costs ~0.15 s) and load the model of each prompt representation this worker will
+        decode, given as (representation, width, height), with one synthetic decode at
+        that frame size (once per model and size). Measured here: torch + diffusers + the
+        local checkpoint take ~3.5 s alone and 20-25 s on a machine shared by four players,
+        which a first chunk would otherwise spend stalled. A model that cannot load is
+        remembered and reported per chunk, as in ``decode``."""
         if self.mode != "real":
             return
         import av  # noqa: F401
 
         import codec.pixel  # noqa: F401
 
-        for model, width, height in prompt_models:
+        done = set()
+        for representation, width, height in prompts:
+            m = _PROMPT_RE.match(representation)
+            if m is None:
+                raise DecodeError(f"warm_up: {representation!r} is not a prompt "
+                                  f"representation (expected prompt/<model>/r<rank>)")
+            model = m.group(1)
+            if (model, width, height) in done:
+                continue
+            done.add((model, width, height))
             try:
-                dec = self._prompt_decoder(model, f"prompt/{model}")
+                dec = self._prompt_decoder(model, representation)
             except DecodeError:
                 continue  # remembered; every chunk of this model reports it
             try:

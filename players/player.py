@@ -55,15 +55,6 @@ from players.session import SessionModel
 MAX_CONSECUTIVE_ERRORS = 20
 
 
-
-def _prompt_models_on(device: str, specs, manifests) -> list[tuple[str, int, int]]:
-    """(model, width, height) of every prompt representation the feed offers on
-    ``device``: what its decode worker loads before the session starts."""
-    size = {(m.width, m.height) for m in manifests.values()}
-    models = sorted({r.name.split("/")[1] for s in specs for r in s.representations
-                     if r.kind == "prompt" and r.decodable_on(device)})
-    return [(model, w, h) for model in models for w, h in sorted(size)]
-
 class PlayerConfigError(ValueError):
     """The player config is invalid (message names the file and the field)."""
 
@@ -258,6 +249,14 @@ class PlayerError(RuntimeError):
     """The session could not run (origin unreachable, bad manifest, repeated failures)."""
 
 
+
+def _prompt_reps_on(device: str, specs) -> list:
+    """The prompt representations the feed offers on ``device`` (each once): what its
+    decode worker loads before the session starts."""
+    reps = {r.name: r for s in specs for r in s.representations
+            if r.kind == "prompt" and r.decodable_on(device)}
+    return [reps[name] for name in sorted(reps)]
+
 class Player:
     """One session. ``await Player(cfg).run()`` returns the summary dict."""
 
@@ -337,8 +336,10 @@ class Player:
             scheduler = create(cfg.scheduler, cfg.params, cfg.seed)
             workers = {d: DecodeWorker(d, mode=cfg.decode, prompt_models=cfg.prompt_models)
                        for d in cfg.devices}
+            sizes = sorted({(m.width, m.height) for m in manifests.values()})
             for d, w in workers.items():
-                w.warm_up(_prompt_models_on(d, specs, manifests))
+                w.warm_up([(r.name, *size) for r in _prompt_reps_on(d, specs)
+                           for size in sizes])
             # Opened before the session clock starts: blocking here costs nothing.
             self._fh = open(cfg.events_path, "w", encoding="utf-8")  # noqa: ASYNC230, SIM115
             try:

@@ -150,9 +150,12 @@ def test_warm_up_loads_each_prompt_model_once_before_the_session():
         return dec
 
     w = DecodeWorker("cpu", load_decoder=load)
-    w.warm_up([("local", 64, 64), ("missing-model", 64, 64)])
-    assert loads == ["local"] and len(decodes) == 1
-    w.warm_up([("local", 64, 64)])  # loaded once per worker
+    w.warm_up([("prompt/local/r4", 64, 64), ("prompt/local/r8", 64, 64),
+               ("prompt/missing-model/r8", 64, 64)])
+    assert loads == ["local"] and len(decodes) == 1  # once per model and frame size
+    w.warm_up([("prompt/local/r8", 64, 64)])  # loaded once per worker
     assert loads == ["local"]
+    with pytest.raises(DecodeError, match="not a prompt representation"):
+        w.warm_up([("pixel/h264/250", 64, 64)])
     with pytest.raises(DecodeError, match="missing-model"):
         w.decode(b"x", "prompt/missing-model/r8")
