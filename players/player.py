@@ -249,13 +249,12 @@ class PlayerError(RuntimeError):
     """The session could not run (origin unreachable, bad manifest, repeated failures)."""
 
 
+def _prompt_reps_on(device: str, specs) -> list[str]:
+    """Names of the prompt representations the feed offers on ``device``: what its decode
+    worker loads before the session starts."""
+    return sorted({r.name for s in specs for r in s.representations
+                   if r.kind == "prompt" and r.decodable_on(device)})
 
-def _prompt_reps_on(device: str, specs) -> list:
-    """The prompt representations the feed offers on ``device`` (each once): what its
-    decode worker loads before the session starts."""
-    reps = {r.name: r for s in specs for r in s.representations
-            if r.kind == "prompt" and r.decodable_on(device)}
-    return [reps[name] for name in sorted(reps)]
 
 class Player:
     """One session. ``await Player(cfg).run()`` returns the summary dict."""
@@ -338,7 +337,7 @@ class Player:
                        for d in cfg.devices}
             sizes = sorted({(m.width, m.height) for m in manifests.values()})
             for d, w in workers.items():
-                w.warm_up([(r.name, *size) for r in _prompt_reps_on(d, specs)
+                w.warm_up([(name, *size) for name in _prompt_reps_on(d, specs)
                            for size in sizes])
             # Opened before the session clock starts: blocking here costs nothing.
             self._fh = open(cfg.events_path, "w", encoding="utf-8")  # noqa: ASYNC230, SIM115
