@@ -20,7 +20,7 @@ import itertools
 import math
 from collections.abc import Sequence
 
-from players.schedulers.base import Observation, RepInfo, VideoView
+from players.schedulers.base import Observation, RepInfo, VideoView, prob_reaching
 
 # Step of the time grid used for start-time distributions (s). Watch-time pmfs are per
 # second; half a second keeps the middle of each second on the grid.
@@ -234,19 +234,10 @@ def start_time_dists(obs: Observation, horizon_s: float) -> list[dict[int, float
     return dists
 
 
-_REACH: dict[tuple, tuple[float, ...]] = {}
-
-
-def _chunk_reach(v: VideoView) -> tuple[float, ...]:
-    """``v.prob_reaching_s`` at every chunk start, cached per (pmf, chunk_s, n_chunks):
-    the same values at every decision."""
-    key = (v.watch_pmf, v.chunk_s, v.n_chunks)
-    out = _REACH.get(key)
-    if out is None:
-        if len(_REACH) >= 1024:
-            _REACH.clear()
-        out = _REACH[key] = tuple(v.prob_reaching_s(c * v.chunk_s) for c in range(v.n_chunks))
-    return out
+@functools.lru_cache(maxsize=1024)
+def _chunk_reach(pmf: tuple[float, ...], chunk_s: float, n_chunks: int) -> tuple[float, ...]:
+    """``prob_reaching`` at every chunk start; cached: the same values at every decision."""
+    return tuple(prob_reaching(pmf, c * chunk_s) for c in range(n_chunks))
 
 
 def chunk_risks(obs: Observation, horizon_s: float) -> dict[tuple[int, int], float]:
@@ -259,7 +250,7 @@ def chunk_risks(obs: Observation, horizon_s: float) -> dict[tuple[int, int], flo
     for i, v in enumerate(obs.videos):
         base = start_s(obs, v)
         reach0 = v.prob_reaching_s(base) if i == 0 else 1.0
-        reach = _chunk_reach(v)
+        reach = _chunk_reach(v.watch_pmf, v.chunk_s, v.n_chunks)
         chunks, offsets, p_watch = [], [], []
         for c in range(first_chunk(obs, v), v.n_chunks):
             offset_s = max(c * v.chunk_s - base, 0.0)

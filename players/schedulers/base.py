@@ -80,14 +80,20 @@ class VideoView:
 
     def prob_reaching_s(self, content_s: float) -> float:
         """P(the user is still watching when content second ``content_s`` plays)."""
-        if content_s <= 0:
-            return 1.0
-        whole = min(int(math.floor(content_s)), len(self.watch_pmf) - 1)
-        frac = content_s - math.floor(content_s)
-        left = 1.0 - sum(self.watch_pmf[:whole])
-        if whole < len(self.watch_pmf) - 1:
-            left -= frac * self.watch_pmf[whole]
-        return max(0.0, min(1.0, left))
+        return prob_reaching(self.watch_pmf, content_s)
+
+
+def prob_reaching(watch_pmf: tuple[float, ...], content_s: float) -> float:
+    """P(still watching at content second ``content_s``) under a per-second watch pmf
+    whose last entry is "watched to the end" (``VideoView.prob_reaching_s``)."""
+    if content_s <= 0:
+        return 1.0
+    whole = min(int(math.floor(content_s)), len(watch_pmf) - 1)
+    frac = content_s - math.floor(content_s)
+    left = 1.0 - sum(watch_pmf[:whole])
+    if whole < len(watch_pmf) - 1:
+        left -= frac * watch_pmf[whole]
+    return max(0.0, min(1.0, left))
 
 
 @dataclass(frozen=True)
