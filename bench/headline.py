@@ -281,11 +281,11 @@ def main(argv=None) -> int:
         print(f"\nheadline: emulating {len(variants)} variant(s) x {len(schedulers)} "
               f"schedulers x {args.emu_traces} traces ({EMU_CONFIG.name}, backend "
               f"{args.emu_backend}) into {out}", flush=True)
+        from testbed.results import open_run
+
         t_emu = time.perf_counter()
         for v in variants:
             erows, srows, path, wall = emulate(v, args, schedulers, out)
-            from testbed.results import open_run
-
             meta = open_run(path).metadata()
             _, quality = parse_variant(v)
             what = (f"devices {meta.get('devices')}, device_profile "

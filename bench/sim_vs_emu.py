@@ -160,19 +160,20 @@ def compare(data: dict, args, out: Path, title: str) -> float:
     variants = [("sim-default", {}),
                 ("sim-latency", {"request_latency_s": latency}),
                 ("sim-latency-queue", {"request_latency_s": latency, "queue_bytes": queue})]
-    for tag, sim in variants:
+
+    def simulate(tag: str, sim: dict) -> None:
         d = dict(data, name=f"{data['name']}-{tag}", simulator=sim)
-        c = config_from_dict(d, "<sim_vs_emu>")
-        runs[tag] = open_run(simulate_experiment(c, out, progress=False, plots=False))
+        runs[tag] = open_run(simulate_experiment(config_from_dict(d, "<sim_vs_emu>"), out,
+                                                 progress=False, plots=False))
+
+    for tag, sim in variants:
+        simulate(tag, sim)
     # Prompt decodes slower (or faster) in emulation than the simulator assumes: also
     # simulate with every decode time scaled by the ratio of the medians.
     scale = decode_ratio(emu, runs["sim-default"])
     if scale is not None and abs(scale - 1.0) > 0.1:
-        tag, sim = "sim-latency-decode", {"request_latency_s": latency,
-                                          "decode_scale": round(scale, 3)}
-        d = dict(data, name=f"{data['name']}-{tag}", simulator=sim)
-        runs[tag] = open_run(simulate_experiment(config_from_dict(d, "<sim_vs_emu>"), out,
-                                                 progress=False, plots=False))
+        simulate("sim-latency-decode", {"request_latency_s": latency,
+                                        "decode_scale": round(scale, 3)})
         print(f"emulated prompt decodes took {scale:.2f}x the simulator's (medians): "
               f"sim-latency-decode uses simulator.decode_scale = {scale:.3f}")
     print(f"emulation backend: {emu.metadata().get('backend')}; devices {cfg.players.devices}, "
