@@ -116,31 +116,16 @@ def _network(n: int, work: Path, args):
     return open_backend(args.backend, "access", [link] * n, {}, f"ps{n}", netdir)
 
 
-def _start_origin(net, catalog: Path, log: Path) -> tuple[subprocess.Popen, str]:
-    from testbed.run import wait_for_json_line
-
-    ip, port = net.origin_bind(net.origin_host)
-    with open(log.with_suffix(".err"), "wb") as err:
-        proc = net.popen(net.origin_host, [
-            sys.executable, "-m", "testbed.cli", "serve", "--catalog", str(catalog), "--host",
-            ip, "--port", str(port), "--access-log", str(log)], stdout=subprocess.PIPE,
-            stderr=err, cwd=REPO)
-    wait_for_json_line(proc, "event", "listening", 30.0, f"origin ({ip}:{port})")
-    return proc
-
-
 def _round(n: int, catalog: Path, work: Path, args) -> dict:
+    from testbed.run import start_origin, stop_origin
+
     with _network(n, work, args) as net:
-        origin = _start_origin(net, catalog, work / "access.jsonl")
+        origin = start_origin(net, catalog, work / "access.jsonl", work / "origin.err")
         try:
             net.start_replay()
             return _players(n, net, catalog, work, args)
         finally:
-            from testbed.run import stop_process
-
-            stop_process(origin)
-            if origin.stdout is not None:
-                origin.stdout.close()
+            stop_origin(origin)
 
 
 def _players(n: int, net, catalog: Path, work: Path, args) -> dict:

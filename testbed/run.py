@@ -181,6 +181,33 @@ def stop_process(proc: subprocess.Popen, wait_s: float = TERM_WAIT_S) -> int | N
     return proc.returncode
 
 
+def start_origin(net, catalog: Path, access_log: Path, stderr_path: Path) -> subprocess.Popen:
+    """``testbed serve`` on the topology's origin host; returns once it listens (deadline
+    ``ORIGIN_LISTEN_DEADLINE_S``), after stopping it if it does not. Stop it with
+    ``stop_origin``."""
+    ip, port = net.origin_bind(net.origin_host)
+    # The child keeps its own copy of the log's descriptor; ours closes at once.
+    with open(stderr_path, "wb") as err:
+        origin = net.popen(net.origin_host, [
+            sys.executable, "-m", "testbed.cli", "serve", "--catalog", str(catalog),
+            "--host", ip, "--port", str(port), "--access-log", str(access_log)],
+            stdout=subprocess.PIPE, stderr=err)
+    try:
+        wait_for_json_line(origin, "event", "listening", ORIGIN_LISTEN_DEADLINE_S,
+                           f"origin on {net.origin_host} ({ip}:{port})")
+    except BaseException:
+        stop_origin(origin)
+        raise
+    return origin
+
+
+def stop_origin(origin: subprocess.Popen) -> None:
+    """Stop an origin from ``start_origin`` and close our end of its stdout."""
+    stop_process(origin)
+    if origin.stdout is not None:
+        origin.stdout.close()
+
+
 @contextmanager
 def signals_raise() -> Iterator[None]:
     """SIGTERM (and SIGHUP) become ``RunInterrupted`` in the main thread while running."""
@@ -390,17 +417,10 @@ class Run:
             hosts = list(net.player_hosts)
             for k, p in enumerate(players):
                 p.host = hosts[k]
-            ip, port = net.origin_bind(net.origin_host)
-            # The child keeps its own copy of the log's descriptor; ours closes at once.
-            with open(self.work / f"origin-{tag}.err", "wb") as origin_log:
-                origin = net.popen(net.origin_host, [
-                    sys.executable, "-m", "testbed.cli", "serve", "--catalog", str(cat),
-                    "--host", ip, "--port", str(port),
-                    "--access-log", str(self.work / f"origin-{tag}-access.jsonl")],
-                    stdout=subprocess.PIPE, stderr=origin_log)
+            origin = None
             try:
-                wait_for_json_line(origin, "event", "listening", ORIGIN_LISTEN_DEADLINE_S,
-                                   f"origin on {net.origin_host} ({ip}:{port})")
+                origin = start_origin(net, cat, self.work / f"origin-{tag}-access.jsonl",
+                                      self.work / f"origin-{tag}.err")
                 for p in players:
                     p.bytes_before = dict(net.interface_bytes(p.host))
                 net.start_replay()
@@ -426,9 +446,8 @@ class Run:
                 for p in players:
                     if p.proc is not None:
                         stop_process(p.proc)
-                stop_process(origin)
-                if origin.stdout is not None:
-                    origin.stdout.close()
+                if origin is not None:
+                    stop_origin(origin)
                 # Also for an interrupted session: what the links applied until then.
                 try:
                     params = _jsonable(net.applied_link_params())
